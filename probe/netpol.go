@@ -1,0 +1,66 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+)
+
+// NetpolAllow connects to the port NetworkPolicy should allow from this
+// source (Target.Addr) and compares with Target.Expect.
+func (p *Prober) NetpolAllow(ctx context.Context, t Target) Result {
+	return p.netpol(ctx, CheckNetpolAllow, t)
+}
+
+// NetpolDeny connects to the port NetworkPolicy should deny. A timeout,
+// reset or refusal is the passing outcome when Expect is deny; a completed
+// handshake is OutcomePolicyNotEnforced.
+func (p *Prober) NetpolDeny(ctx context.Context, t Target) Result {
+	return p.netpol(ctx, CheckNetpolDeny, t)
+}
+
+// netpol compares the observed reachability of Target.Addr with Target.Expect.
+// The attempt is bounded by DenyTimeout: enforcement usually drops SYNs, and a
+// blocked attempt should not hold the run for its whole timeout.
+func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
+	r := p.begin(c, t, t.Addr)
+	r.Expected = t.Expect
+	if t.Expect != VerdictAllow && t.Expect != VerdictDeny {
+		r.fail(OutcomeBadTarget, fmt.Errorf("expected verdict %q: want allow or deny", t.Expect))
+		return r
+	}
+	if err := validateHostPort("target address", t.Addr); err != nil {
+		r.fail(OutcomeBadTarget, err)
+		return r
+	}
+	dctx, cancel := context.WithTimeout(ctx, p.DenyTimeout)
+	defer cancel()
+
+	conn, err := p.connect(dctx, &r, t.Addr)
+	if err == nil {
+		conn.Close()
+		r.Observed = VerdictAllow
+	} else {
+		switch r.Outcome {
+		case OutcomeConnectTimeout, OutcomeReset, OutcomeConnectRefused, OutcomeUnreachable:
+			// Policy engines drop (timeout) or reject (RST / ICMP): all are "blocked".
+			r.Observed = VerdictDeny
+		case OutcomeCanceled:
+			return r
+		default:
+			return r // bad input or an unclassified error: no observation to compare
+		}
+	}
+	blockedBy := r.Outcome
+	switch {
+	case r.Observed == t.Expect:
+		r.Outcome = OutcomeSuccess
+		if r.Observed == VerdictDeny {
+			r.Detail = fmt.Sprintf("blocked as expected (%s)", blockedBy)
+		}
+	case t.Expect == VerdictDeny:
+		r.fail(OutcomePolicyNotEnforced, fmt.Errorf("connection to %s completed; NetworkPolicy should deny it", t.Addr))
+	default:
+		r.fail(OutcomeUnexpectedBlock, fmt.Errorf("connection to %s blocked (%s: %s); NetworkPolicy should allow it", t.Addr, blockedBy, r.Detail))
+	}
+	return r
+}

@@ -1,0 +1,58 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// blackholeAddr returns a loopback address whose SYNs the kernel drops: a
+// socket listening with backlog 0 that never accepts, its queue filled by one
+// connection. It stands in for a peer behind a dropping NetworkPolicy.
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, unix.Listen(fd, 0))
+	f := os.NewFile(uintptr(fd), "blackhole")
+	l, err := net.FileListener(f)
+	f.Close()
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	addr := l.Addr().String()
+
+	filler, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err, "the first connection fills the accept queue")
+	t.Cleanup(func() { filler.Close() })
+	return addr
+}
+
+func TestConnectTimeoutWhenSYNsAreDropped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	r := New().TCP(ctx, Target{Addr: blackholeAddr(t)})
+	assert.Equal(t, OutcomeConnectTimeout, r.Outcome, r.Detail)
+}
+
+func TestNetpolDropIsBlocked(t *testing.T) {
+	p := New()
+	p.DenyTimeout = 200 * time.Millisecond
+	addr := blackholeAddr(t)
+
+	start := time.Now()
+	deny := p.NetpolDeny(context.Background(), Target{Addr: addr, Expect: VerdictDeny})
+	assert.Equal(t, OutcomeSuccess, deny.Outcome, deny.Detail)
+	assert.Equal(t, VerdictDeny, deny.Observed)
+	assert.Less(t, time.Since(start), 2*time.Second, "a dropped SYN must be judged within DenyTimeout, not the run timeout")
+
+	allow := p.NetpolAllow(context.Background(), Target{Addr: addr, Expect: VerdictAllow})
+	assert.Equal(t, OutcomeUnexpectedBlock, allow.Outcome)
+	assert.Contains(t, allow.Detail, string(OutcomeConnectTimeout))
+}

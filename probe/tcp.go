@@ -1,0 +1,59 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"net"
+)
+
+// TCP connects to the peer pod directly (Target.Addr). Phase: connect, plus
+// the kernel's RTT of the new socket.
+func (p *Prober) TCP(ctx context.Context, t Target) Result {
+	ctx, cancel := withDefaultDeadline(ctx)
+	defer cancel()
+	r := p.begin(CheckTCP, t, t.Addr)
+	if err := validateHostPort("target address", t.Addr); err != nil {
+		r.fail(OutcomeBadTarget, err)
+		return r
+	}
+	conn, err := p.connect(ctx, &r, t.Addr)
+	if err != nil {
+		return r
+	}
+	conn.Close()
+	return r
+}
+
+// connect dials addr, recording the dns phase (for a host name), the connect
+// phase and the kernel RTT in r. On failure it classifies the error into r.
+// Resolving separately keeps name lookup out of the connect figure.
+func (p *Prober) connect(ctx context.Context, r *Result, addr string) (net.Conn, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	if net.ParseIP(host) == nil {
+		start := p.Clock.Now()
+		ips, err := p.resolver().LookupHost(ctx, host)
+		elapsed := p.Clock.Now().Sub(start)
+		if err != nil {
+			r.fail(classifyResolve(err, ctx.Err()), err)
+			return nil, err
+		}
+		if len(ips) == 0 {
+			err := errors.New("no addresses for " + host)
+			r.fail(OutcomeDNSNoAnswer, err)
+			return nil, err
+		}
+		r.addPhase(PhaseDNS, elapsed)
+		addr = net.JoinHostPort(ips[0], port)
+		r.Addr = addr
+	}
+	start := p.Clock.Now()
+	conn, err := p.Dialer.DialContext(ctx, "tcp", addr)
+	elapsed := p.Clock.Now().Sub(start)
+	if err != nil {
+		r.fail(classifyDial(err, ctx.Err()), err)
+		return nil, err
+	}
+	r.addPhase(PhaseConnect, elapsed)
+	r.KernelRTT = p.KernelRTT(conn)
+	return conn, nil
+}
