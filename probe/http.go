@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/xosprobe/xosprobe/probe/clock"
+	"github.com/xosprobe/xosprobe/probe/kernelrtt"
 )
 
 // HTTP GETs the peer pod's health endpoint (Target.Addr + Target.HTTPPath) on
@@ -38,7 +39,8 @@ type httpStamps struct {
 	connectStart, connectDone, wroteReq clock.Instant
 	firstByte                           clock.Instant
 	connectErr                          error
-	conn                                net.Conn
+	readRTT                             func(net.Conn) kernelrtt.Sample
+	rtt                                 *kernelrtt.Sample
 }
 
 func (s *httpStamps) trace() *httptrace.ClientTrace {
@@ -58,9 +60,11 @@ func (s *httpStamps) trace() *httptrace.ClientTrace {
 			s.connectDone, s.connectErr = now, err
 			s.mu.Unlock()
 		},
+		// Read the RTT here: with keep-alives off the socket is gone once the body is read.
 		GotConn: func(info httptrace.GotConnInfo) {
+			rtt := s.readRTT(info.Conn)
 			s.mu.Lock()
-			s.conn = info.Conn
+			s.rtt = &rtt
 			s.mu.Unlock()
 		},
 		WroteRequest:         func(httptrace.WroteRequestInfo) { stamp(&s.wroteReq) },
@@ -84,7 +88,7 @@ func (p *Prober) httpGet(ctx context.Context, c Check, t Target, addr, field str
 		r.fail(OutcomeBadTarget, fmt.Errorf("http path %q must start with /", path))
 		return r
 	}
-	stamps := &httpStamps{clk: p.Clock}
+	stamps := &httpStamps{clk: p.Clock, readRTT: p.KernelRTT}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, stamps.trace()),
 		http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
@@ -115,8 +119,8 @@ func (p *Prober) httpGet(ctx context.Context, c Check, t Target, addr, field str
 	if connected {
 		r.addPhase(PhaseConnect, stamps.connectDone.Sub(stamps.connectStart))
 	}
-	if stamps.conn != nil {
-		r.KernelRTT = p.KernelRTT(stamps.conn)
+	if stamps.rtt != nil {
+		r.KernelRTT = *stamps.rtt
 	}
 
 	switch {

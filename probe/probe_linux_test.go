@@ -56,3 +56,9 @@ func TestNetpolDropIsBlocked(t *testing.T) {
 	assert.Equal(t, OutcomeUnexpectedBlock, allow.Outcome)
 	assert.Contains(t, allow.Detail, string(OutcomeConnectTimeout))
 }
+
+func TestHTTPReportsKernelRTT(t *testing.T) {
+	r := New().HTTP(context.Background(), Target{Addr: httpServer(t, okHandler)})
+	require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+	assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
+}

@@ -1,0 +1,175 @@
+// Package responder serves what peers probe: an HTTP health endpoint, a TCP
+// port for connect checks, and the two ports NetworkPolicy allows and denies.
+//
+// Every agent runs one, and anyone can hit it, so it is cheap and safe: the
+// TCP ports accept and close at once (no goroutine per connection, nothing to
+// amplify), and the HTTP server answers GET with a fixed few bytes under tight
+// header, read and write timeouts.
+package responder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Default ports. The manifests and NetworkPolicies use the same numbers.
+const (
+	DefaultHTTPPort  = 9440
+	DefaultTCPPort   = 9441
+	DefaultAllowPort = 9442
+	DefaultDenyPort  = 9443
+)
+
+// HealthPath is what the http and service checks GET.
+const HealthPath = "/healthz"
+
+// Config holds listen addresses (host:port; port 0 picks a free one).
+type Config struct {
+	HTTPAddr, TCPAddr, AllowAddr, DenyAddr string
+	// Node and OS are echoed in the health body so a human curling the
+	// endpoint sees which pod answered (a Service may pick any).
+	Node, OS string
+}
+
+// DefaultConfig listens on all interfaces on the default ports.
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:  fmt.Sprintf(":%d", DefaultHTTPPort),
+		TCPAddr:   fmt.Sprintf(":%d", DefaultTCPPort),
+		AllowAddr: fmt.Sprintf(":%d", DefaultAllowPort),
+		DenyAddr:  fmt.Sprintf(":%d", DefaultDenyPort),
+	}
+}
+
+// Responder is a running set of listeners.
+type Responder struct {
+	log       *slog.Logger
+	http      *http.Server
+	httpL     net.Listener
+	acceptors map[string]net.Listener // name -> listener, for tcp, allow, deny
+	wg        sync.WaitGroup
+}
+
+// Listen opens every port; it fails without leaving any open if one cannot be bound.
+func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
+	r := &Responder{log: log, acceptors: map[string]net.Listener{}}
+	var lc net.ListenConfig
+	open := func(name, addr string) (net.Listener, error) {
+		l, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			r.closeListeners()
+			return nil, fmt.Errorf("responder %s port %s: %w", name, addr, err)
+		}
+		return l, nil
+	}
+	var err error
+	if r.httpL, err = open("http", cfg.HTTPAddr); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct{ name, addr string }{{"tcp", cfg.TCPAddr}, {"allow", cfg.AllowAddr}, {"deny", cfg.DenyAddr}} {
+		l, err := open(p.name, p.addr)
+		if err != nil {
+			return nil, err
+		}
+		r.acceptors[p.name] = l
+	}
+	body := []byte(fmt.Sprintf("ok %s %s\n", cfg.OS, cfg.Node))
+	mux := http.NewServeMux()
+	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(body)
+	})
+	r.http = &http.Server{
+		Handler:           http.MaxBytesHandler(mux, 1<<10),
+		ReadHeaderTimeout: 2 * time.Second,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      5 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return r, nil
+}
+
+// Addr returns the bound address of "http", "tcp", "allow" or "deny".
+func (r *Responder) Addr(name string) net.Addr {
+	if name == "http" {
+		return r.httpL.Addr()
+	}
+	if l, ok := r.acceptors[name]; ok {
+		return l.Addr()
+	}
+	return nil
+}
+
+// Serve runs until ctx ends, then closes the listeners and waits for its goroutines.
+func (r *Responder) Serve(ctx context.Context) error {
+	for _, l := range r.acceptors {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			acceptAndClose(l)
+		}()
+	}
+	errc := make(chan error, 1)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := r.http.Serve(r.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = r.http.Shutdown(sctx)
+	r.closeListeners()
+	r.wg.Wait()
+	return err
+}
+
+func (r *Responder) closeListeners() {
+	if r.httpL != nil {
+		r.httpL.Close()
+	}
+	for _, l := range r.acceptors {
+		l.Close()
+	}
+}
+
+// acceptAndClose completes handshakes and closes at once: the handshake is
+// the whole measurement, and holding nothing makes a flood harmless.
+func acceptAndClose(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c.Close()
+	}
+}
