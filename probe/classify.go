@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 )
@@ -32,9 +31,4 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// isClosedEarly reports a peer that closed the connection without a response.
-func isClosedEarly(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

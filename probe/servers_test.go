@@ -81,7 +81,7 @@ func blockUntilClosed(c net.Conn) {
 // resetAfterRequest reads the request then aborts the connection with RST.
 func resetAfterRequest(c net.Conn) {
 	_, _ = c.Read(make([]byte, 4096))
-	c.(*net.TCPConn).SetLinger(0)
+	_ = c.(*net.TCPConn).SetLinger(0)
 }
 
 func httpServer(t *testing.T, h http.HandlerFunc) string {

@@ -1,0 +1,54 @@
+# xosprobe — build, test and run. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GOLANGCI_LINT_VERSION := v2.15.0
+export WINEDEBUG ?= -all
+export WINEPREFIX ?= $(HOME)/.wine
+
+.PHONY: help build test test-unit test-windows lint demo bench images clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: bin/xosprobe bin/xosprobe.exe ## bin/xosprobe (linux/amd64) and bin/xosprobe.exe (windows/amd64)
+
+bin/xosprobe: FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/xosprobe
+
+bin/xosprobe.exe: FORCE
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/xosprobe
+
+FORCE:
+
+test: lint test-unit test-windows ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine
+
+test-unit: ## Linux unit and integration tests with the race detector
+	$(GO) test -race -count=1 ./...
+
+test-windows: build ## Windows build's tests and binary under Wine (real QPC, real Winsock)
+	test/wine/setup.sh
+	GOOS=windows GOARCH=amd64 $(GO) test -count=1 -exec wine ./probe/... ./agent/... ./cmd/...
+	test/crossos.sh smoke
+
+lint: ## gofmt, go vet (both OSes), golangci-lint
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+demo: build ## the main job without a cluster (see README)
+	test/crossos.sh demo
+
+bench: ## benchmarks with figures to compare (see README)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./probe/... | tee bench.out
+
+images: ## container images, where a Docker engine is present
+	@if ! docker info >/dev/null 2>&1; then echo "images: no Docker engine reachable here (docker info failed); nothing built"; exit 0; fi; \
+	docker build -f Dockerfile.linux -t xosprobe:$(VERSION)-linux . && \
+	for v in ltsc2019 ltsc2022; do docker build -f Dockerfile.windows --build-arg WINDOWS_VERSION=$$v -t xosprobe:$(VERSION)-windows-$$v . || exit 1; done
+
+clean:
+	rm -rf bin bench.out
