@@ -88,7 +88,7 @@ func (p *Prober) httpGet(ctx context.Context, c Check, t Target, addr, field str
 		r.fail(OutcomeBadTarget, fmt.Errorf("http path %q must start with /", path))
 		return r
 	}
-	stamps := &httpStamps{clk: p.Clock, readRTT: p.KernelRTT}
+	stamps := &httpStamps{clk: p.Clock, readRTT: p.connRTT}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, stamps.trace()),
 		http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {

@@ -35,9 +35,7 @@ func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 	dctx, cancel := context.WithTimeout(ctx, p.DenyTimeout)
 	defer cancel()
 
-	conn, err := p.connect(dctx, &r, t.Addr)
-	if err == nil {
-		conn.Close()
+	if err := p.handshake(dctx, &r, t.Addr); err == nil {
 		r.Observed = VerdictAllow
 	} else {
 		switch r.Outcome {

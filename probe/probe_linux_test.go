@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// blackholes maps blackholeAddr results to their listeners, for tests that open them up.
+var blackholes = map[string]net.Listener{}
+
 // blackholeAddr returns a loopback address whose SYNs the kernel drops: a
 // socket listening with backlog 0 that never accepts, its queue filled by one
 // connection. It stands in for a peer behind a dropping NetworkPolicy.
@@ -27,6 +30,7 @@ func blackholeAddr(t *testing.T) string {
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	addr := l.Addr().String()
+	blackholes[addr] = l
 
 	filler, err := net.DialTimeout("tcp", addr, time.Second)
 	require.NoError(t, err, "the first connection fills the accept queue")
@@ -60,5 +64,26 @@ func TestNetpolDropIsBlocked(t *testing.T) {
 func TestHTTPReportsKernelRTT(t *testing.T) {
 	r := New().HTTP(context.Background(), Target{Addr: httpServer(t, okHandler)})
 	require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+	assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
+}
+
+// A handshake that does not complete inline goes through the runtime poller:
+// free the full accept queue while the first SYN is dropped, and the kernel's
+// SYN retransmit (about 1 s later) completes it.
+func TestConnectCompletesThroughThePoller(t *testing.T) {
+	addr := blackholeAddr(t)
+	l := blackholes[addr]
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r := New().TCP(ctx, Target{Addr: addr})
+	require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+	d, _ := r.Phase(PhaseConnect)
+	assert.Greater(t, d, 500*time.Millisecond, "the connect phase spans the retransmitted SYN")
 	assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/xosprobe/xosprobe/probe/clock"
@@ -26,9 +27,9 @@ type Prober struct {
 	Resolver *net.Resolver
 	// Dialer dials TCP. Its Timeout is ignored: deadlines come from ctx.
 	Dialer net.Dialer
-	// KernelRTT reads the kernel's RTT from a connected socket. A seam so the
-	// eBPF collector can replace TCP_INFO.
-	KernelRTT func(net.Conn) kernelrtt.Sample
+	// KernelRTT reads the kernel's RTT of a connected socket from its
+	// descriptor. A seam so the eBPF collector can replace TCP_INFO.
+	KernelRTT func(fd uintptr) kernelrtt.Sample
 	// DenyTimeout bounds the connect attempt of the netpol checks: a blocked
 	// port usually drops SYNs, so waiting the whole run timeout wastes it.
 	DenyTimeout time.Duration
@@ -50,8 +51,11 @@ const (
 // New returns a Prober using this OS's probe clock and the kernel's socket RTT.
 func New() *Prober {
 	return &Prober{
-		Clock:       clock.Default(),
-		KernelRTT:   kernelrtt.Read,
+		Clock: clock.Default(),
+		// Probe connections live for one exchange: keep-alive setup would cost
+		// four setsockopt calls per probe for nothing.
+		Dialer:      net.Dialer{KeepAlive: -1},
+		KernelRTT:   kernelrtt.ReadFD,
 		DenyTimeout: DefaultDenyTimeout,
 		MaxBody:     DefaultMaxBody,
 	}
@@ -131,4 +135,21 @@ func (p *Prober) resolver() *net.Resolver {
 		return p.Resolver
 	}
 	return net.DefaultResolver
+}
+
+// connRTT applies the KernelRTT seam to a net.Conn's socket.
+func (p *Prober) connRTT(c net.Conn) kernelrtt.Sample {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return kernelrtt.Sample{Unavailable: "not a socket connection"}
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return kernelrtt.Sample{Unavailable: "no raw socket: " + err.Error()}
+	}
+	var s kernelrtt.Sample
+	if err := raw.Control(func(fd uintptr) { s = p.KernelRTT(fd) }); err != nil {
+		return kernelrtt.Sample{Unavailable: "socket closed: " + err.Error()}
+	}
+	return s
 }

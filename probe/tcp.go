@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 )
 
 // TCP connects to the peer pod directly (Target.Addr). Phase: connect, plus
@@ -16,18 +17,15 @@ func (p *Prober) TCP(ctx context.Context, t Target) Result {
 		r.fail(OutcomeBadTarget, err)
 		return r
 	}
-	conn, err := p.connect(ctx, &r, t.Addr)
-	if err != nil {
-		return r
-	}
-	conn.Close()
+	_ = p.handshake(ctx, &r, t.Addr)
 	return r
 }
 
-// connect dials addr, recording the dns phase (for a host name), the connect
-// phase and the kernel RTT in r. On failure it classifies the error into r.
-// Resolving separately keeps name lookup out of the connect figure.
-func (p *Prober) connect(ctx context.Context, r *Result, addr string) (net.Conn, error) {
+// handshake completes a TCP handshake with addr and closes the socket,
+// recording the dns phase (for a host name), the connect phase and the kernel
+// RTT in r. On failure it classifies the error into r. Resolving separately
+// keeps name lookup out of the connect figure.
+func (p *Prober) handshake(ctx context.Context, r *Result, addr string) error {
 	host, port, _ := net.SplitHostPort(addr)
 	if net.ParseIP(host) == nil {
 		start := p.Clock.Now()
@@ -35,25 +33,28 @@ func (p *Prober) connect(ctx context.Context, r *Result, addr string) (net.Conn,
 		elapsed := p.Clock.Now().Sub(start)
 		if err != nil {
 			r.fail(classifyResolve(err, ctx.Err()), err)
-			return nil, err
+			return err
 		}
 		if len(ips) == 0 {
 			err := errors.New("no addresses for " + host)
 			r.fail(OutcomeDNSNoAnswer, err)
-			return nil, err
+			return err
 		}
 		r.addPhase(PhaseDNS, elapsed)
 		addr = net.JoinHostPort(ips[0], port)
 		r.Addr = addr
 	}
-	start := p.Clock.Now()
-	conn, err := p.Dialer.DialContext(ctx, "tcp", addr)
-	elapsed := p.Clock.Now().Sub(start)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		r.fail(OutcomeBadTarget, err)
+		return err
+	}
+	elapsed, rtt, err := p.connectAndClose(ctx, ap)
 	if err != nil {
 		r.fail(classifyDial(err, ctx.Err()), err)
-		return nil, err
+		return err
 	}
 	r.addPhase(PhaseConnect, elapsed)
-	r.KernelRTT = p.KernelRTT(conn)
-	return conn, nil
+	r.KernelRTT = rtt
+	return nil
 }

@@ -43,8 +43,12 @@ func Read(c net.Conn) Sample {
 		return Sample{Unavailable: "no raw socket: " + err.Error()}
 	}
 	var s Sample
-	if err := raw.Control(func(fd uintptr) { s = readFD(fd) }); err != nil {
+	if err := raw.Control(func(fd uintptr) { s = ReadFD(fd) }); err != nil {
 		return Sample{Unavailable: "socket closed: " + err.Error()}
 	}
 	return s
 }
+
+// ReadFD reads the RTT of a connected TCP socket given its descriptor (a
+// SOCKET handle on Windows).
+func ReadFD(fd uintptr) Sample { return readFD(fd) }
