@@ -1,0 +1,136 @@
+// Package metrics defines every metric the agent exports, in one place, so
+// dashboards and alert rules can be checked against it. Labels are bounded:
+// check, phase, OS, outcome — never a pod, node or IP (O(n²) series is what
+// sinks mesh probers); per-pair detail goes to the aggregator's /matrix.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/xosprobe/xosprobe/probe"
+	"github.com/xosprobe/xosprobe/probe/clock"
+)
+
+// Metric names, shared with dashboards and alert rules.
+const (
+	ProbeDuration      = "xosprobe_probe_duration_seconds"
+	ProbeTotal         = "xosprobe_probe_total"
+	KernelRTT          = "xosprobe_kernel_rtt_seconds"
+	ClockResolution    = "xosprobe_clock_resolution_seconds"
+	NetpolMismatch     = "xosprobe_netpol_mismatch_total"
+	DNSFindings        = "xosprobe_dns_findings_total"
+	Peers              = "xosprobe_peers"
+	ProbeLoops         = "xosprobe_probe_loops"
+	ProbeSkipped       = "xosprobe_probe_skipped_total"
+	ReporterBuffered   = "xosprobe_reporter_buffered_results"
+	ReporterSent       = "xosprobe_reporter_sent_results_total"
+	ReporterDropped    = "xosprobe_reporter_dropped_results_total"
+	ReporterSendErrors = "xosprobe_reporter_send_errors_total"
+	BuildInfo          = "xosprobe_build_info"
+)
+
+// Buckets: 50 µs doubling to ~1.6 s. Pod RTTs sit at tens of µs to a few ms;
+// the cross-OS delta of interest is 1-20 ms.
+var durationBuckets = prometheus.ExponentialBuckets(50e-6, 2, 16)
+
+// Agent holds the agent's metrics.
+type Agent struct {
+	Registry *prometheus.Registry
+
+	duration        *prometheus.HistogramVec
+	total           *prometheus.CounterVec
+	kernelRTT       *prometheus.HistogramVec
+	clockResolution *prometheus.GaugeVec
+	netpolMismatch  *prometheus.CounterVec
+	dnsFindings     *prometheus.CounterVec
+
+	Peers              *prometheus.GaugeVec
+	ProbeLoops         prometheus.Gauge
+	ProbeSkipped       *prometheus.CounterVec
+	ReporterBuffered   prometheus.Gauge
+	ReporterSent       prometheus.Counter
+	ReporterDropped    *prometheus.CounterVec
+	ReporterSendErrors *prometheus.CounterVec
+
+	srcOS string
+}
+
+// New registers the agent's metrics on a fresh registry, with the Go runtime
+// and process collectors (process CPU is the probe-cost panel).
+func New(srcOS, version string) *Agent {
+	histogram := func(name, help string, labels ...string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: name, Help: help, Buckets: durationBuckets,
+			// Native histograms beside the classic buckets: ~10% bucket growth,
+			// capped, reset hourly so a spike does not widen buckets forever.
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, labels)
+	}
+	m := &Agent{
+		Registry: prometheus.NewRegistry(),
+		srcOS:    srcOS,
+		duration: histogram(ProbeDuration, "Duration of each probe phase.", "check", "phase", "src_os", "dst_os"),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ProbeTotal,
+			Help: "Probe runs by outcome: success or the classified failure reason."}, []string{"check", "src_os", "dst_os", "result"}),
+		kernelRTT: histogram(KernelRTT, "Kernel smoothed RTT of probe connections after the handshake.", "src_os", "dst_os", "source"),
+		clockResolution: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ClockResolution,
+			Help: "Measured step of the clock: the probe clock (qpc, monotonic) and time.Now for comparison."}, []string{"os", "clock"}),
+		netpolMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{Name: NetpolMismatch,
+			Help: "NetworkPolicy checks whose observed verdict differs from the expected one."}, []string{"check", "src_os", "dst_os", "expected", "observed"}),
+		dnsFindings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: DNSFindings,
+			Help: "DNS findings that do not fail the check, e.g. short_name_fails."}, []string{"finding", "src_os", "dst_os"}),
+		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: Peers,
+			Help: "Peers this agent probes, by OS and why each was selected."}, []string{"dst_os", "reason"}),
+		ProbeLoops: prometheus.NewGauge(prometheus.GaugeOpts{Name: ProbeLoops, Help: "Running (peer, check) probe loops."}),
+		ProbeSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ProbeSkipped,
+			Help: "Probe runs skipped because the concurrency limit stayed full for a whole interval."}, []string{"check"}),
+		ReporterBuffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: ReporterBuffered,
+			Help: "Results waiting to be sent to the aggregator."}),
+		ReporterSent: prometheus.NewCounter(prometheus.CounterOpts{Name: ReporterSent,
+			Help: "Results the aggregator accepted."}),
+		ReporterDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ReporterDropped,
+			Help: "Results dropped before the aggregator accepted them: buffer_full (oldest dropped) or rejected (4xx)."}, []string{"reason"}),
+		ReporterSendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ReporterSendErrors,
+			Help: "Failed batch sends by reason; sends are retried with backoff."}, []string{"reason"}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: BuildInfo, Help: "Build of the running binary."}, []string{"version", "os"})
+	build.WithLabelValues(version, srcOS).Set(1)
+	m.Registry.MustRegister(m.duration, m.total, m.kernelRTT, m.clockResolution, m.netpolMismatch, m.dnsFindings,
+		m.Peers, m.ProbeLoops, m.ProbeSkipped, m.ReporterBuffered, m.ReporterSent, m.ReporterDropped, m.ReporterSendErrors, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SetClockResolution exports a measured clock resolution.
+func (m *Agent) SetClockResolution(r clock.Resolution) {
+	m.clockResolution.WithLabelValues(m.srcOS, r.Clock).Set(r.Step.Seconds())
+}
+
+// Observe records one probe result.
+func (m *Agent) Observe(r *probe.Result) {
+	dst := r.Dst.OS
+	check := string(r.Check)
+	m.total.WithLabelValues(check, m.srcOS, dst, string(r.Outcome)).Inc()
+	// Phases of a failed run are partial (a connect that later timed out on
+	// first byte): they would skew the latency distribution, so only
+	// successful runs feed the histograms.
+	if r.Succeeded() {
+		for _, p := range r.Phases {
+			m.duration.WithLabelValues(check, string(p.Phase), m.srcOS, dst).Observe(p.Duration.Seconds())
+		}
+		if r.KernelRTT.Available() {
+			m.kernelRTT.WithLabelValues(m.srcOS, dst, string(r.KernelRTT.Source)).Observe(r.KernelRTT.RTT.Seconds())
+		}
+	}
+	if r.Expected != "" && r.Observed != "" && r.Expected != r.Observed {
+		m.netpolMismatch.WithLabelValues(check, m.srcOS, dst, string(r.Expected), string(r.Observed)).Inc()
+	}
+	for _, f := range r.Findings {
+		m.dnsFindings.WithLabelValues(f.Code, m.srcOS, dst).Inc()
+	}
+}

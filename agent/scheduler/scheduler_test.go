@@ -1,0 +1,171 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/xosprobe/xosprobe/probe"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder counts runs per key and tracks the in-flight high-water mark.
+type recorder struct {
+	mu       sync.Mutex
+	runs     map[string]int
+	canceled map[string]int
+	inFlight atomic.Int64
+	peak     atomic.Int64
+	hold     time.Duration // how long each run blocks (until ctx ends, if longer)
+}
+
+func newRecorder(hold time.Duration) *recorder {
+	return &recorder{runs: map[string]int{}, canceled: map[string]int{}, hold: hold}
+}
+
+func (r *recorder) run(ctx context.Context, j Job) {
+	n := r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
+	for {
+		p := r.peak.Load()
+		if n <= p || r.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	select {
+	case <-ctx.Done():
+		r.mu.Lock()
+		r.canceled[j.Key]++
+		r.mu.Unlock()
+	case <-time.After(r.hold):
+	}
+	r.mu.Lock()
+	r.runs[j.Key]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) count(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs[key]
+}
+
+func job(key string) Job {
+	return Job{Key: key, Check: probe.CheckTCP, Target: probe.Target{Addr: key + ":80"}}
+}
+
+func start(t *testing.T, s *Scheduler) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestJobsRunRepeatedly(t *testing.T) {
+	rec := newRecorder(0)
+	s := New(Config{Interval: 20 * time.Millisecond, Jitter: 0.2}, rec.run, nil, nil)
+	s.Update([]Job{job("a"), job("b")}) // before Run: started when Run begins
+	start(t, s)
+	require.Eventually(t, func() bool { return rec.count("a") >= 3 && rec.count("b") >= 3 }, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestRemovedJobIsCanceledMidRun(t *testing.T) {
+	rec := newRecorder(time.Hour) // runs block until canceled
+	s := New(Config{Interval: 10 * time.Millisecond, Timeout: 10 * time.Second}, rec.run, nil, nil)
+	start(t, s)
+	s.Update([]Job{job("a"), job("b")})
+	require.Eventually(t, func() bool { return rec.inFlight.Load() == 2 }, 5*time.Second, time.Millisecond)
+	s.Update([]Job{job("b")})
+	require.Eventually(t, func() bool { return rec.count("a") == 1 }, 5*time.Second, time.Millisecond)
+	rec.mu.Lock()
+	assert.Equal(t, 1, rec.canceled["a"], "the in-flight run of a removed job is canceled")
+	assert.Zero(t, rec.canceled["b"], "a kept job is not disturbed")
+	rec.mu.Unlock()
+}
+
+func TestPerRunTimeout(t *testing.T) {
+	rec := newRecorder(time.Hour)
+	s := New(Config{Interval: 50 * time.Millisecond, Timeout: 5 * time.Millisecond}, rec.run, nil, nil)
+	start(t, s)
+	s.Update([]Job{job("a")})
+	require.Eventually(t, func() bool { return rec.count("a") >= 2 }, 5*time.Second, time.Millisecond)
+	rec.mu.Lock()
+	assert.Equal(t, rec.runs["a"], rec.canceled["a"], "every run ended by its deadline")
+	rec.mu.Unlock()
+}
+
+func TestChangedTargetRestartsTheLoop(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	s := New(Config{Interval: 10 * time.Millisecond}, func(_ context.Context, j Job) {
+		mu.Lock()
+		seen = append(seen, j.Target.Addr)
+		mu.Unlock()
+	}, nil, nil)
+	start(t, s)
+	s.Update([]Job{{Key: "a", Check: probe.CheckTCP, Target: probe.Target{Addr: "10.0.0.1:80"}}})
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) > 0 }, 5*time.Second, time.Millisecond)
+	s.Update([]Job{{Key: "a", Check: probe.CheckTCP, Target: probe.Target{Addr: "10.0.0.2:80"}}})
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[len(seen)-1] == "10.0.0.2:80"
+	}, 5*time.Second, time.Millisecond)
+}
+
+func TestConcurrencyIsBoundedAndOverloadSkips(t *testing.T) {
+	rec := newRecorder(30 * time.Millisecond)
+	var skipped atomic.Int64
+	var size atomic.Int64
+	s := New(Config{Interval: 20 * time.Millisecond, MaxInFlight: 3}, rec.run,
+		func(Job) { skipped.Add(1) }, func(n int) { size.Store(int64(n)) })
+	start(t, s)
+	var jobs []Job
+	for i := range 12 {
+		jobs = append(jobs, job(fmt.Sprint(i)))
+	}
+	s.Update(jobs)
+	assert.EqualValues(t, 12, size.Load())
+	require.Eventually(t, func() bool { return skipped.Load() > 0 }, 5*time.Second, time.Millisecond,
+		"12 jobs of 30 ms every 20 ms cannot fit in 3 slots")
+	assert.LessOrEqual(t, rec.peak.Load(), int64(3))
+}
+
+func TestStaggerIsStableAndSpread(t *testing.T) {
+	interval := time.Second
+	assert.Equal(t, stagger("node-1/tcp", interval), stagger("node-1/tcp", interval))
+	buckets := make([]int, 10)
+	for i := range 1000 {
+		buckets[stagger(fmt.Sprintf("node-%d/tcp", i), interval)*10/interval]++
+	}
+	for i, n := range buckets {
+		assert.InDelta(t, 100, n, 40, "tenth %d of the interval", i)
+	}
+}
+
+func TestRunReturnsPromptlyWithRunsInFlight(t *testing.T) {
+	rec := newRecorder(time.Hour)
+	s := New(Config{Interval: time.Millisecond, Timeout: time.Hour}, rec.run, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	s.Update([]Job{job("a"), job("b"), job("c")})
+	require.Eventually(t, func() bool { return rec.inFlight.Load() == 3 }, 5*time.Second, time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	assert.Zero(t, rec.inFlight.Load())
+	s.Update([]Job{job("d")}) // after Run: accepted, never started
+	assert.Zero(t, rec.count("d"))
+}
