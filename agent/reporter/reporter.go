@@ -260,7 +260,9 @@ type statusError struct {
 	retryAfter time.Duration
 }
 
-func (e *statusError) Error() string { return fmt.Sprintf("aggregator answered %d: %s", e.code, e.body) }
+func (e *statusError) Error() string {
+	return fmt.Sprintf("aggregator answered %d: %s", e.code, e.body)
+}
 
 // permanent: the same batch will never be accepted. 401 is not: the token may
 // have rotated since.
