@@ -141,7 +141,8 @@ func TestConcurrencyIsBoundedAndOverloadSkips(t *testing.T) {
 
 func TestStaggerIsStableAndSpread(t *testing.T) {
 	interval := time.Second
-	assert.Equal(t, stagger("node-1/tcp", interval), stagger("node-1/tcp", interval))
+	first := stagger("node-1/tcp", interval)
+	assert.Equal(t, first, stagger("node-1/tcp", interval), "the same key always gets the same offset")
 	buckets := make([]int, 10)
 	for i := range 1000 {
 		buckets[stagger(fmt.Sprintf("node-%d/tcp", i), interval)*10/interval]++

@@ -47,6 +47,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newCheckCmd(), newServeCmd())
+	root.AddCommand(newVersionCmd(), newCheckCmd(), newServeCmd(), newAgentCmd())
 	return root
 }

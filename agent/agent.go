@@ -1,0 +1,311 @@
+// Package agent is the DaemonSet process: it serves the responder ports peers
+// probe, picks its own peers from a Source (the Kubernetes informers or a
+// static list), runs the six checks against them on a schedule, exports the
+// results as metrics and ships them to the aggregator.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xosprobe/xosprobe/agent/metrics"
+	"github.com/xosprobe/xosprobe/agent/peers"
+	"github.com/xosprobe/xosprobe/agent/reporter"
+	"github.com/xosprobe/xosprobe/agent/responder"
+	"github.com/xosprobe/xosprobe/agent/scheduler"
+	"github.com/xosprobe/xosprobe/aggregator/wire"
+	"github.com/xosprobe/xosprobe/probe"
+	"github.com/xosprobe/xosprobe/probe/clock"
+)
+
+// Config is the agent's whole configuration; cmd/ fills it from flags.
+type Config struct {
+	Self probe.Endpoint // own pod, node and OS
+
+	ListenIP  string // responder listen address ("" = all interfaces)
+	Ports     Ports
+	AdminAddr string // /metrics, /healthz, /readyz
+
+	Peers     peers.Config
+	Scheduler scheduler.Config
+	HTTPPath  string
+	DNSServer string // cluster DNS host:port for the dns step's direct query; "" skips it
+	// DenyTimeout bounds the netpol steps' wait for a blocked port.
+	DenyTimeout time.Duration
+
+	Reporter reporter.Config // URL "" disables reporting (metrics only)
+
+	// ShutdownDelay keeps the responder serving after readiness turns false,
+	// so peers and Services stop sending before the ports close.
+	ShutdownDelay time.Duration
+	Version       string
+}
+
+// Expectation returns the NetworkPolicy verdict expected for traffic from
+// this agent to port on dst. Static mode declares it; in a cluster the
+// NetworkPolicy evaluator computes it from the live objects.
+type Expectation func(dst PeerInfo, port int) (probe.Verdict, string)
+
+// DeclaredExpectation expects what the shipped NetworkPolicies declare: the
+// allow port open, the deny port blocked, between agents.
+func DeclaredExpectation(dst PeerInfo, port int) (probe.Verdict, string) {
+	if port == dst.Ports.Deny {
+		return probe.VerdictDeny, "declared: deny port"
+	}
+	return probe.VerdictAllow, "declared: allow port"
+}
+
+// Agent is one running agent.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	source  Source
+	expect  Expectation
+	prober  *probe.Prober
+	metrics *metrics.Agent
+	report  *reporter.Reporter // nil when reporting is off
+	sched   *scheduler.Scheduler
+
+	ready    atomic.Bool
+	mu       sync.Mutex
+	lastSel  []peers.Peer
+	onResult func(probe.Result) // test hook
+}
+
+// New builds an agent. expect may be nil for DeclaredExpectation.
+func New(cfg Config, src Source, expect Expectation, log *slog.Logger) (*Agent, error) {
+	if cfg.Self.Node == "" || (cfg.Self.OS != "linux" && cfg.Self.OS != "windows") {
+		return nil, fmt.Errorf("agent: own node %q and OS %q (linux or windows) are required", cfg.Self.Node, cfg.Self.OS)
+	}
+	if err := cfg.Peers.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Scheduler.Interval <= 0 {
+		return nil, errors.New("agent: probe interval must be positive")
+	}
+	if expect == nil {
+		expect = DeclaredExpectation
+	}
+	a := &Agent{cfg: cfg, log: log, source: src, expect: expect, prober: probe.New(),
+		metrics: metrics.New(cfg.Self.OS, cfg.Version)}
+	if cfg.DenyTimeout > 0 {
+		a.prober.DenyTimeout = cfg.DenyTimeout
+	}
+	if cfg.Reporter.URL != "" {
+		rc := cfg.Reporter
+		rc.Agent = wire.Agent{Pod: cfg.Self.Pod, Node: cfg.Self.Node, OS: cfg.Self.OS}
+		a.report = reporter.New(rc, &http.Client{}, reporterStats{a.metrics}, log.With("component", "reporter"))
+	}
+	a.sched = scheduler.New(cfg.Scheduler, a.runJob,
+		func(j scheduler.Job) { a.metrics.ProbeSkipped.WithLabelValues(string(j.Check)).Inc() },
+		func(n int) { a.metrics.ProbeLoops.Set(float64(n)) })
+	return a, nil
+}
+
+// Metrics exposes the agent's metrics (for tests and the admin server).
+func (a *Agent) Metrics() *metrics.Agent { return a.metrics }
+
+// Run serves and probes until ctx ends, then shuts down in order: readiness
+// false, drain, stop probing, flush results, close the ports.
+func (a *Agent) Run(ctx context.Context) error {
+	res := clock.MeasureResolution(a.prober.Clock, 100*time.Millisecond)
+	a.metrics.SetClockResolution(res)
+	a.metrics.SetClockResolution(clock.MeasureResolution(clock.WallClock(), 100*time.Millisecond))
+	a.log.Info("agent starting", "node", a.cfg.Self.Node, "os", a.cfg.Self.OS, "clock", res.Clock, "clock_step", res.Step)
+
+	adminL, err := net.Listen("tcp", a.cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", a.cfg.AdminAddr, err)
+	}
+	resp, err := responder.Listen(responder.Config{
+		HTTPAddr:  net.JoinHostPort(a.cfg.ListenIP, strconv.Itoa(a.cfg.Ports.HTTP)),
+		TCPAddr:   net.JoinHostPort(a.cfg.ListenIP, strconv.Itoa(a.cfg.Ports.TCP)),
+		AllowAddr: net.JoinHostPort(a.cfg.ListenIP, strconv.Itoa(a.cfg.Ports.Allow)),
+		DenyAddr:  net.JoinHostPort(a.cfg.ListenIP, strconv.Itoa(a.cfg.Ports.Deny)),
+		Node:      a.cfg.Self.Node, OS: a.cfg.Self.OS,
+	}, a.log.With("component", "responder"))
+	if err != nil {
+		adminL.Close()
+		return err
+	}
+	admin := &http.Server{Handler: a.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+
+	// Each part gets its own context so shutdown can stop them in order.
+	respCtx, stopResp := context.WithCancel(context.Background())
+	probeCtx, stopProbing := context.WithCancel(context.Background())
+	reportCtx, stopReport := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	goRun(func() { _ = resp.Serve(respCtx) })
+	goRun(func() { _ = admin.Serve(adminL) })
+	goRun(func() { a.sched.Run(probeCtx) })
+	if a.report != nil {
+		goRun(func() { a.report.Run(reportCtx) })
+	}
+	goRun(func() { a.follow(probeCtx) })
+
+	<-ctx.Done()
+	a.ready.Store(false)
+	a.log.Info("shutting down: not ready, draining", "delay", a.cfg.ShutdownDelay)
+	time.Sleep(a.cfg.ShutdownDelay)
+	stopProbing()
+	stopReport() // the reporter makes one last flush with its own grace period
+	stopResp()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = admin.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// follow recomputes the job set at start and on every source change.
+func (a *Agent) follow(ctx context.Context) {
+	for {
+		v := a.source.View()
+		if v.Synced {
+			a.sched.Update(a.jobs(v))
+			a.ready.Store(true)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.source.Changes():
+		}
+	}
+}
+
+// jobs turns the view into the (peer, check) jobs this agent runs.
+func (a *Agent) jobs(v View) []scheduler.Job {
+	nodes := make([]peers.Node, 0, len(v.Peers)+1)
+	byNode := make(map[string]PeerInfo, len(v.Peers))
+	selfSeen := false
+	for _, p := range v.Peers {
+		nodes = append(nodes, peers.Node{Name: p.Node, OS: p.OS, Zone: p.Zone})
+		byNode[p.Node] = p
+		selfSeen = selfSeen || p.Node == a.cfg.Self.Node
+	}
+	if !selfSeen {
+		nodes = append(nodes, peers.Node{Name: a.cfg.Self.Node, OS: a.cfg.Self.OS})
+	}
+	sel, err := peers.Select(a.cfg.Self.Node, nodes, a.cfg.Peers)
+	if err != nil {
+		a.log.Error("peer selection failed; keeping no peers", "error", err)
+		return nil
+	}
+	a.recordSelection(sel)
+
+	var jobs []scheduler.Job
+	src := a.cfg.Self
+	for _, sp := range sel.Peers {
+		p := byNode[sp.Name]
+		dst := probe.Endpoint{Pod: p.Pod, Node: p.Node, OS: p.OS}
+		hostPort := func(port int) string { return net.JoinHostPort(p.IP, strconv.Itoa(port)) }
+		add := func(c probe.Check, t probe.Target) {
+			t.Src, t.Dst = src, dst
+			jobs = append(jobs, scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t})
+		}
+		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)})
+		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath})
+		allow, _ := a.expect(p, p.Ports.Allow)
+		deny, _ := a.expect(p, p.Ports.Deny)
+		add(probe.CheckNetpolAllow, probe.Target{Addr: hostPort(p.Ports.Allow), Expect: allow})
+		add(probe.CheckNetpolDeny, probe.Target{Addr: hostPort(p.Ports.Deny), Expect: deny})
+	}
+	// dns and service probe each OS's Service once, not once per peer: they
+	// measure this node's resolver and Service data path towards that OS.
+	for _, s := range v.Services {
+		dst := probe.Endpoint{Pod: s.Name, OS: s.OS}
+		if s.FQDN != "" {
+			jobs = append(jobs, scheduler.Job{Key: "service/" + s.OS + "/dns", Check: probe.CheckDNS,
+				Target: probe.Target{Src: src, Dst: dst, Name: s.FQDN, DNSServer: a.cfg.DNSServer}})
+		}
+		if s.ClusterIP != "" && s.Port > 0 {
+			jobs = append(jobs, scheduler.Job{Key: "service/" + s.OS + "/service", Check: probe.CheckService,
+				Target: probe.Target{Src: src, Dst: dst, ServiceAddr: net.JoinHostPort(s.ClusterIP, strconv.Itoa(s.Port)), HTTPPath: a.cfg.HTTPPath}})
+		}
+	}
+	return jobs
+}
+
+func (a *Agent) recordSelection(sel peers.Selection) {
+	a.mu.Lock()
+	changed := !slices.Equal(a.lastSel, sel.Peers)
+	a.lastSel = sel.Peers
+	a.mu.Unlock()
+	a.metrics.Peers.Reset()
+	for _, p := range sel.Peers {
+		a.metrics.Peers.WithLabelValues(p.OS.String(), p.Reason.String()).Inc()
+	}
+	if changed {
+		a.log.Info("peer set changed", "peers", len(sel.Peers), "linux_nodes", sel.Linux, "windows_nodes", sel.Windows, "coverage_shortfall", sel.Shortfall)
+	}
+	if sel.Shortfall > 0 {
+		a.log.Warn("cross-OS coverage capped: some nodes have fewer probers of this OS than configured", "shortfall", sel.Shortfall)
+	}
+}
+
+// runJob is the hot path: one probe run, its metrics and its report.
+func (a *Agent) runJob(ctx context.Context, j scheduler.Job) {
+	res := a.prober.Func(j.Check)(ctx, j.Target)
+	if res.Outcome == probe.OutcomeCanceled {
+		return // the peer left or we are stopping: not a measurement
+	}
+	a.metrics.Observe(&res)
+	if a.report != nil {
+		a.report.Add(toWire(&res))
+	}
+	if a.onResult != nil {
+		a.onResult(res)
+	}
+}
+
+func toWire(r *probe.Result) wire.Result {
+	w := wire.Result{Check: string(r.Check), DstPod: r.Dst.Pod, DstNode: r.Dst.Node, DstOS: r.Dst.OS,
+		Outcome: string(r.Outcome), Start: r.Start, Expected: string(r.Expected), Observed: string(r.Observed)}
+	if len(r.Phases) > 0 {
+		w.Phases = make([]wire.Phase, len(r.Phases))
+		for i, p := range r.Phases {
+			w.Phases[i] = wire.Phase{Name: string(p.Phase), Duration: p.Duration}
+		}
+	}
+	if r.KernelRTT.Available() {
+		w.KernelRTT, w.RTTSource = r.KernelRTT.RTT, string(r.KernelRTT.Source)
+	}
+	return w
+}
+
+func (a *Agent) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// reporterStats routes the reporter's counts into the agent's metrics.
+type reporterStats struct{ m *metrics.Agent }
+
+func (s reporterStats) Buffered(n int) { s.m.ReporterBuffered.Set(float64(n)) }
+func (s reporterStats) Sent(n int)     { s.m.ReporterSent.Add(float64(n)) }
+func (s reporterStats) Dropped(reason string, n int) {
+	s.m.ReporterDropped.WithLabelValues(reason).Add(float64(n))
+}
+func (s reporterStats) SendError(reason string) { s.m.ReporterSendErrors.WithLabelValues(reason).Inc() }

@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/xosprobe/xosprobe/agent/peers"
+	"github.com/xosprobe/xosprobe/agent/reporter"
+	"github.com/xosprobe/xosprobe/agent/scheduler"
+	"github.com/xosprobe/xosprobe/aggregator/wire"
+	"github.com/xosprobe/xosprobe/probe"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// freeBase finds four consecutive free loopback ports.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		base := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := base < 65500
+		for i := 0; i < 6 && ok; i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+type batches struct {
+	mu sync.Mutex
+	b  []*wire.Batch
+}
+
+func (b *batches) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	data, _ := io.ReadAll(r.Body)
+	batch, err := wire.Decode(data)
+	if err != nil || r.Header.Get("Authorization") != "Bearer s3cret" {
+		http.Error(w, "bad", http.StatusBadRequest)
+		return
+	}
+	b.mu.Lock()
+	b.b = append(b.b, batch)
+	b.mu.Unlock()
+}
+
+func (b *batches) results(srcOS, check string) []wire.Result {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []wire.Result
+	for _, batch := range b.b {
+		if batch.Agent.OS != srcOS {
+			continue
+		}
+		for _, r := range batch.Results {
+			if r.Check == check {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+func testConfig(node, osName string, base int, aggURL string) Config {
+	return Config{
+		Self:      probe.Endpoint{Pod: node + "-pod", Node: node, OS: osName},
+		ListenIP:  "127.0.0.1",
+		Ports:     PortsFromBase(base),
+		AdminAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(base+5)),
+		Peers:     peers.DefaultConfig(),
+		Scheduler: scheduler.Config{Interval: 50 * time.Millisecond, Jitter: 0.2, Timeout: time.Second, MaxInFlight: 8},
+		Reporter: reporter.Config{URL: aggURL, FlushInterval: 50 * time.Millisecond,
+			Token: func() (string, error) { return "s3cret", nil }},
+		DenyTimeout: 200 * time.Millisecond,
+		Version:     "test",
+	}
+}
+
+// Two agents of different OS probe each other on loopback and report with
+// the right OS labels; the deny port is open here, so netpol-deny must report
+// policy_not_enforced.
+func TestTwoAgentsProbeEachOtherAndReport(t *testing.T) {
+	agg := &batches{}
+	srv := httptest.NewServer(agg)
+	defer srv.Close()
+	lb, wb := freeBase(t), 0
+	for wb == 0 || (wb >= lb-6 && wb <= lb+6) {
+		wb = freeBase(t)
+	}
+	linuxPeer := PeerInfo{Node: "lin-1", OS: "linux", Pod: "lin-1-pod", IP: "127.0.0.1", Ports: PortsFromBase(lb)}
+	winPeer := PeerInfo{Node: "win-1", OS: "windows", Pod: "win-1-pod", IP: "127.0.0.1", Ports: PortsFromBase(wb)}
+	svc := []ServiceInfo{{OS: "linux", Name: "xosprobe-linux", FQDN: "localhost", ClusterIP: "127.0.0.1", Port: lb}}
+	view := View{Peers: []PeerInfo{linuxPeer, winPeer}, Services: svc}
+	log := slog.New(slog.DiscardHandler)
+
+	lin, err := New(testConfig("lin-1", "linux", lb, srv.URL), StaticSource{V: view}, nil, log)
+	require.NoError(t, err)
+	win, err := New(testConfig("win-1", "windows", wb, srv.URL), StaticSource{V: view}, nil, log)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, a := range []*Agent{lin, win} {
+		wg.Add(1)
+		go func() { defer wg.Done(); assert.NoError(t, a.Run(ctx)) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	for _, src := range []string{"linux", "windows"} {
+		for _, check := range []string{"tcp", "http", "netpol-allow", "netpol-deny", "dns", "service"} {
+			require.Eventually(t, func() bool { return len(agg.results(src, check)) > 0 }, 10*time.Second, 20*time.Millisecond,
+				"%s agent never reported %s", src, check)
+		}
+	}
+	for _, r := range agg.results("windows", "tcp") {
+		assert.Equal(t, "linux", r.DstOS)
+		assert.Equal(t, "lin-1", r.DstNode)
+		assert.Equal(t, "success", r.Outcome)
+	}
+	for _, r := range agg.results("linux", "netpol-deny") {
+		assert.Equal(t, "policy_not_enforced", r.Outcome)
+		assert.Equal(t, "deny", r.Expected)
+		assert.Equal(t, "allow", r.Observed)
+	}
+
+	m := win.Metrics()
+	assert.Positive(t, testutil.ToFloat64(m.Peers.WithLabelValues("linux", "cross")))
+	resp, err := http.Get("http://" + win.cfg.AdminAddr + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), `xosprobe_probe_total{check="tcp",dst_os="linux",result="success",src_os="windows"}`)
+	assert.Contains(t, string(body), `xosprobe_netpol_mismatch_total{check="netpol-deny",dst_os="linux",expected="deny",observed="allow",src_os="windows"}`)
+	assert.Contains(t, string(body), `xosprobe_clock_resolution_seconds{clock="time.Now",os="windows"}`)
+	assert.Contains(t, string(body), `xosprobe_probe_duration_seconds_bucket{check="tcp",dst_os="linux",phase="connect",src_os="windows"`)
+	assert.NotContains(t, string(body), "lin-1", "no per-peer labels")
+
+	ready, err := http.Get("http://" + win.cfg.AdminAddr + "/readyz")
+	require.NoError(t, err)
+	ready.Body.Close()
+	assert.Equal(t, http.StatusOK, ready.StatusCode)
+}
+
+func TestConfigErrors(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	cfg := testConfig("n", "plan9", 1, "")
+	_, err := New(cfg, StaticSource{}, nil, log)
+	require.Error(t, err)
+	cfg = testConfig("n", "linux", 1, "")
+	cfg.Scheduler.Interval = 0
+	_, err = New(cfg, StaticSource{}, nil, log)
+	require.Error(t, err)
+}
+
+func TestParsePeer(t *testing.T) {
+	p, err := ParsePeer("win-1=windows@10.0.0.5:19440")
+	require.NoError(t, err)
+	assert.Equal(t, PeerInfo{Node: "win-1", OS: "windows", Pod: "win-1", IP: "10.0.0.5", Ports: PortsFromBase(19440)}, p)
+	p, err = ParsePeer("lin=linux@10.0.0.6")
+	require.NoError(t, err)
+	assert.Equal(t, DefaultPorts, p.Ports)
+	for _, bad := range []string{"", "x", "n=linux", "n=mac@10.0.0.1", "n=linux@host", "n=linux@10.0.0.1:99999", "=linux@10.0.0.1"} {
+		_, err := ParsePeer(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestParseService(t *testing.T) {
+	s, err := ParseService("windows=10.96.0.20:9440,xosprobe-windows.xosprobe.svc.cluster.local")
+	require.NoError(t, err)
+	assert.Equal(t, ServiceInfo{OS: "windows", Name: "xosprobe-windows", FQDN: "xosprobe-windows.xosprobe.svc.cluster.local", ClusterIP: "10.96.0.20", Port: 9440}, s)
+	for _, bad := range []string{"", "linux", "mac=1.2.3.4:80", "linux=1.2.3.4", "linux=1.2.3.4:0"} {
+		_, err := ParseService(bad)
+		assert.Error(t, err, bad)
+	}
+}
