@@ -1,0 +1,463 @@
+package netpol
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Evaluator answers Queries over one snapshot of Namespaces, Pods and
+// NetworkPolicies. It is immutable once built, so Evaluate may be called from many
+// goroutines.
+type Evaluator struct {
+	namespaces map[string]*namespace
+	pods       map[PodRef]*pod
+	// podsByIP finds the pod behind an address so an "external" source that is
+	// really a pod is refused rather than misjudged.
+	podsByIP map[netip.Addr]*pod
+	// policies holds each namespace's policies sorted by name: a query only looks
+	// at the source's and the destination's namespaces.
+	policies map[string][]*policy
+}
+
+// Lister is what an Evaluator is built from; informer listers satisfy it with a thin
+// adapter (List(labels.Everything())).
+type Lister interface {
+	ListNamespaces() ([]*corev1.Namespace, error)
+	ListPods() ([]*corev1.Pod, error)
+	ListNetworkPolicies() ([]*networkingv1.NetworkPolicy, error)
+}
+
+// FromLister builds an Evaluator from whatever l lists now.
+func FromLister(l Lister) (*Evaluator, error) {
+	nss, err := l.ListNamespaces()
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	pods, err := l.ListPods()
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	nps, err := l.ListNetworkPolicies()
+	if err != nil {
+		return nil, fmt.Errorf("list network policies: %w", err)
+	}
+	return New(nss, pods, nps)
+}
+
+// ObjectError is a validation failure of one object.
+type ObjectError struct {
+	Kind      string // Namespace, Pod or NetworkPolicy
+	Namespace string
+	Name      string
+	Errs      field.ErrorList
+}
+
+func (e *ObjectError) Error() string {
+	name := e.Name
+	if e.Namespace != "" {
+		name = e.Namespace + "/" + e.Name
+	}
+	return fmt.Sprintf("%s %s: %s", e.Kind, name, e.Errs.ToAggregate().Error())
+}
+
+// New indexes the objects. It does not modify them. Objects from the API server are
+// already defaulted; New applies the same defaults (policyTypes, TCP, namespace
+// "default", the kubernetes.io/metadata.name namespace label) so hand-built objects
+// mean the same. Invalid objects (malformed selectors, bad CIDRs, unknown protocols)
+// are reported as *ObjectError, joined; New never skips one, because dropping a
+// policy silently changes verdicts.
+//
+// Namespaces that pods or policies refer to but that are not in namespaces are
+// assumed to exist with only the kubernetes.io/metadata.name label, which covers an
+// informer cache that has not caught up yet. IPs and CIDRs may be in the legacy
+// forms the API server still stores (leading zeros, host bits set).
+//
+// The Evaluator shares the pods' label maps rather than copying 10,000 of them:
+// do not modify the objects afterwards (informer caches forbid it anyway).
+func New(namespaces []*corev1.Namespace, pods []*corev1.Pod, policies []*networkingv1.NetworkPolicy) (*Evaluator, error) {
+	const strict = false
+	e := &Evaluator{
+		namespaces: make(map[string]*namespace, len(namespaces)),
+		pods:       make(map[PodRef]*pod, len(pods)),
+		podsByIP:   make(map[netip.Addr]*pod, len(pods)),
+		policies:   make(map[string][]*policy),
+	}
+	var errs []error
+	for _, n := range namespaces {
+		if n == nil {
+			continue
+		}
+		if n.Name == "" {
+			errs = append(errs, &ObjectError{Kind: "Namespace", Errs: field.ErrorList{field.Required(field.NewPath("metadata", "name"), "")}})
+			continue
+		}
+		e.namespaces[n.Name] = compileNamespace(n)
+	}
+	for _, p := range pods {
+		if p == nil {
+			continue
+		}
+		cp, fe := compilePod(p, strict)
+		if len(fe) > 0 {
+			errs = append(errs, &ObjectError{Kind: "Pod", Namespace: cp.ref.Namespace, Name: cp.ref.Name, Errs: fe})
+			continue
+		}
+		cp.ns = e.namespace(cp.ref.Namespace)
+		e.pods[cp.ref] = cp
+		// Host-network pods share the node's address; terminal pods may have
+		// handed theirs on. Neither identifies a pod by IP.
+		if cp.hostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, a := range cp.ips {
+			e.podsByIP[a] = cp
+		}
+	}
+	for _, np := range policies {
+		if np == nil {
+			continue
+		}
+		cp, fe := compilePolicy(np, strict)
+		if len(fe) > 0 {
+			errs = append(errs, &ObjectError{Kind: "NetworkPolicy", Namespace: cp.ref.Namespace, Name: cp.ref.Name, Errs: fe})
+			continue
+		}
+		e.namespace(cp.ref.Namespace)
+		e.policies[cp.ref.Namespace] = append(e.policies[cp.ref.Namespace], cp)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for _, ps := range e.policies {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].ref.Name < ps[j].ref.Name })
+	}
+	return e, nil
+}
+
+func (e *Evaluator) namespace(name string) *namespace {
+	n, ok := e.namespaces[name]
+	if !ok {
+		n = newNamespace(name, nil)
+		e.namespaces[name] = n
+	}
+	return n
+}
+
+// ErrUnknownPod is returned (wrapped) when a query names a pod the snapshot lacks.
+var ErrUnknownPod = errors.New("unknown pod")
+
+// resolved is a query with its pods, addresses and port number looked up.
+type resolved struct {
+	src, dst     *pod // src is nil for an external source
+	srcIP, dstIP netip.Addr
+	num          int32
+	proto        corev1.Protocol
+}
+
+func (e *Evaluator) resolve(q Query) (resolved, error) {
+	var r resolved
+	var ok bool
+	if r.dst, ok = e.pods[q.To]; !ok {
+		return r, fmt.Errorf("destination %w %s", ErrUnknownPod, q.To)
+	}
+	r.proto = q.Protocol
+	if r.proto == "" {
+		r.proto = corev1.ProtocolTCP
+	}
+	if !validProtocol(r.proto) {
+		return r, fmt.Errorf("unsupported protocol %q: want TCP, UDP or SCTP", r.proto)
+	}
+	var err error
+	if r.num, err = resolvePort(r.dst, q.Port, r.proto); err != nil {
+		return r, err
+	}
+	switch {
+	case !q.From.IsZero() && q.FromIP.IsValid():
+		return r, errors.New("query has both a source pod and a source IP")
+	case !q.From.IsZero():
+		if r.src, ok = e.pods[q.From]; !ok {
+			return r, fmt.Errorf("source %w %s", ErrUnknownPod, q.From)
+		}
+		if len(r.src.ips) > 0 {
+			r.srcIP = r.src.ips[0]
+		}
+	case q.FromIP.IsValid():
+		r.srcIP = q.FromIP.Unmap()
+		if p, ok := e.podsByIP[r.srcIP]; ok {
+			return r, fmt.Errorf("source IP %s belongs to pod %s: query from the pod instead", r.srcIP, p.ref)
+		}
+	default:
+		return r, errors.New("query has no source: set a source pod or a source IP")
+	}
+	r.dstIP = addrOfFamily(r.dst.ips, r.srcIP)
+	return r, nil
+}
+
+// Evaluate answers q with the reasons. Errors are about the query (unknown pod,
+// unknown port name, bad protocol, an external IP that belongs to a pod), never
+// about the verdict.
+//
+// For dual-stack pods the connection is assumed to use the source's primary address
+// family (status.podIP); the destination address matched against ipBlock peers is
+// the destination pod's address of that family.
+func (e *Evaluator) Evaluate(q Query) (*Answer, error) {
+	r, err := e.resolve(q)
+	if err != nil {
+		return nil, err
+	}
+	a := &Answer{
+		Protocol:    r.proto,
+		Port:        r.num,
+		PortName:    q.Port.Name,
+		Destination: Endpoint{Pod: r.dst.ref, IP: r.dstIP},
+		Source:      Endpoint{IP: r.srcIP},
+	}
+	if r.src != nil {
+		a.Source.Pod = r.src.ref
+		a.Egress = e.direction(Egress, r.src, r.dst, r.dst, r.dstIP, r.num, r.proto)
+	}
+	a.Ingress = e.direction(Ingress, r.dst, r.src, r.dst, r.srcIP, r.num, r.proto)
+	a.Verdict = Deny
+	if a.Ingress.Allowed && (a.Egress == nil || a.Egress.Allowed) {
+		a.Verdict = Allow
+	}
+	a.Notes = notes(r.src, r.dst, r.srcIP, r.dstIP)
+	return a, nil
+}
+
+// Verdict is Evaluate without the explanation: it stops at the first allowing rule
+// and allocates nothing, for callers such as the agent that only need the expected
+// outcome of many probes.
+func (e *Evaluator) Verdict(q Query) (Verdict, error) {
+	r, err := e.resolve(q)
+	if err != nil {
+		return "", err
+	}
+	if r.src != nil && !e.decide(Egress, r.src, r.dst, r.dst, r.dstIP, r.num, r.proto, nil) {
+		return Deny, nil
+	}
+	if !e.decide(Ingress, r.dst, r.src, r.dst, r.srcIP, r.num, r.proto, nil) {
+		return Deny, nil
+	}
+	return Allow, nil
+}
+
+func notes(src, dst *pod, srcIP, dstIP netip.Addr) []string {
+	var n []string
+	if src != nil && src.hostNetwork {
+		n = append(n, "source pod "+src.ref.String()+" uses the host network: plugins differ on whether policies apply to it")
+	}
+	if dst.hostNetwork {
+		n = append(n, "destination pod "+dst.ref.String()+" uses the host network: plugins differ on whether policies apply to it")
+	}
+	if src != nil && !srcIP.IsValid() {
+		n = append(n, "source pod "+src.ref.String()+" has no IP: ipBlock peers cannot match it")
+	}
+	if !dstIP.IsValid() {
+		n = append(n, "destination pod "+dst.ref.String()+" has no IP of the source's address family: ipBlock peers cannot match it")
+	}
+	return n
+}
+
+// addrOfFamily picks the address of the same family as like, or the primary one.
+func addrOfFamily(ips []netip.Addr, like netip.Addr) netip.Addr {
+	if like.IsValid() {
+		for _, a := range ips {
+			if a.Is4() == like.Is4() {
+				return a
+			}
+		}
+		return netip.Addr{}
+	}
+	if len(ips) > 0 {
+		return ips[0]
+	}
+	return netip.Addr{}
+}
+
+func resolvePort(dst *pod, p Port, proto corev1.Protocol) (int32, error) {
+	if p.Name == "" {
+		if p.Number < 1 || p.Number > 65535 {
+			return 0, fmt.Errorf("port %d out of range 1-65535", p.Number)
+		}
+		return p.Number, nil
+	}
+	nums := dst.namedPorts[portKey{name: p.Name, proto: proto}]
+	if len(nums) == 0 {
+		return 0, fmt.Errorf("destination pod %s has no container port named %q with protocol %s", dst.ref, p.Name, proto)
+	}
+	// First declared wins, as in upstream's lookup of Service target ports.
+	return nums[0], nil
+}
+
+// direction evaluates the policies of subject (the source for egress, the
+// destination for ingress) against the other end: peerPod (nil for an external
+// source) at peerIP. dst is always the destination, whose container ports resolve
+// named ports in either direction.
+func (e *Evaluator) direction(d Direction, subject, peerPod, dst *pod, peerIP netip.Addr, num int32, proto corev1.Protocol) *DirectionResult {
+	// Collect into pooled scratch space and copy out once at the exact size: with
+	// hundreds of selecting policies, growing the result slices dominated.
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	allowed := e.decide(d, subject, peerPod, dst, peerIP, num, proto, sc)
+	res := &DirectionResult{
+		Direction: d,
+		Pod:       subject.ref,
+		Allowed:   allowed,
+		Selecting: make([]SelectingPolicy, len(sc.selecting)),
+		Matches:   make([]RuleMatch, len(sc.matches)),
+	}
+	copy(res.Selecting, sc.selecting)
+	copy(res.Matches, sc.matches)
+	return res
+}
+
+// decide is the one implementation of a direction's semantics. With sc it records
+// every selecting policy and every allowing rule; without, it returns at the first
+// allowing rule.
+func (e *Evaluator) decide(d Direction, subject, peerPod, dst *pod, peerIP netip.Addr, num int32, proto corev1.Protocol, sc *scratch) bool {
+	di := dirIndex(d)
+	selected, allowed := false, false
+	for _, p := range e.policies[subject.ref.Namespace] {
+		if (d == Egress && !p.egress) || (d == Ingress && !p.ingress) {
+			continue
+		}
+		if !p.selector.Matches(subject.labels) {
+			continue
+		}
+		selected = true
+		if sc != nil {
+			sc.selecting = append(sc.selecting, SelectingPolicy{Policy: p.ref, Rules: len(p.rules[di])})
+		}
+		for i := range p.rules[di] {
+			r := &p.rules[di][i]
+			pi, ok := r.matchPeer(p.ref.Namespace, peerPod, peerIP)
+			if !ok {
+				continue
+			}
+			ki, ok := r.matchPort(dst, num, proto)
+			if !ok {
+				continue
+			}
+			if sc == nil {
+				return true
+			}
+			allowed = true
+			m := RuleMatch{Policy: p.ref, Direction: d, Rule: i, Peer: pi, Port: ki}
+			m.PeerText, m.PortText = "all destinations", "all ports"
+			if d == Ingress {
+				m.PeerText = "all sources"
+			}
+			if pi >= 0 {
+				m.PeerText = r.peers[pi].text
+			}
+			if ki >= 0 {
+				m.PortText = r.ports[ki].text
+			}
+			sc.matches = append(sc.matches, m)
+		}
+	}
+	return !selected || allowed
+}
+
+type scratch struct {
+	selecting []SelectingPolicy
+	matches   []RuleMatch
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (s *scratch) release() {
+	// Drop the string references so a pooled buffer does not pin an old snapshot.
+	clear(s.selecting)
+	clear(s.matches)
+	s.selecting, s.matches = s.selecting[:0], s.matches[:0]
+	scratchPool.Put(s)
+}
+
+// matchPeer returns the index of the first peer that matches, -1 for a rule without
+// peers.
+func (r *rule) matchPeer(policyNS string, p *pod, ip netip.Addr) (int, bool) {
+	if len(r.peers) == 0 {
+		return -1, true
+	}
+	for j := range r.peers {
+		if r.peers[j].matches(policyNS, p, ip) {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+func (pr *peer) matches(policyNS string, p *pod, ip netip.Addr) bool {
+	if pr.block != nil {
+		return pr.block.contains(ip)
+	}
+	if p == nil {
+		// Selectors pick pods; an external address is never one.
+		return false
+	}
+	if pr.nsSel != nil {
+		if !pr.nsSel.Matches(p.ns.labels) {
+			return false
+		}
+	} else if p.ref.Namespace != policyNS {
+		return false
+	}
+	return pr.podSel == nil || pr.podSel.Matches(p.labels)
+}
+
+// matchPort returns the index of the first port entry that matches, -1 for a rule
+// without ports.
+func (r *rule) matchPort(dst *pod, num int32, proto corev1.Protocol) (int, bool) {
+	if len(r.ports) == 0 {
+		return -1, true
+	}
+	for k := range r.ports {
+		if r.ports[k].matches(dst, num, proto) {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+func (pt *port) matches(dst *pod, num int32, proto corev1.Protocol) bool {
+	if pt.proto != proto {
+		return false
+	}
+	switch {
+	case pt.any:
+		return true
+	case pt.name != "":
+		for _, n := range dst.namedPorts[portKey{name: pt.name, proto: proto}] {
+			if n == num {
+				return true
+			}
+		}
+		return false
+	default:
+		return pt.first <= num && num <= pt.last
+	}
+}
+
+// Pods lists the pods in the snapshot, sorted; handy for sweeping all pairs.
+func (e *Evaluator) Pods() []PodRef {
+	out := make([]PodRef, 0, len(e.pods))
+	for r := range e.pods {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
