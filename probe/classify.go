@@ -32,3 +32,5 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+func isCanceled(ctxErr error) bool { return errors.Is(ctxErr, context.Canceled) }

@@ -12,21 +12,25 @@ import (
 	"github.com/xosprobe/xosprobe/probe/kernelrtt"
 )
 
-// connectAndClose dials with the net package. The clock starts in the
-// Control hook, after the socket exists, so socket creation is not counted
-// as connect time.
-func (p *Prober) connectAndClose(ctx context.Context, addr netip.AddrPort) (time.Duration, kernelrtt.Sample, error) {
+// connect dials with the net package. The clock starts in the Control hook,
+// after the socket exists, so socket creation is not counted as connect time.
+// With keep false the socket is closed before return and conn is nil.
+func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (conn, time.Duration, kernelrtt.Sample, error) {
 	var start clock.Instant
 	d := p.Dialer
 	d.ControlContext = func(context.Context, string, string, syscall.RawConn) error {
 		start = p.Clock.Now()
 		return nil
 	}
-	conn, err := d.DialContext(ctx, "tcp", addr.String())
+	c, err := d.DialContext(ctx, "tcp", addr.String())
 	end := p.Clock.Now()
 	if err != nil {
-		return 0, kernelrtt.Sample{}, err
+		return nil, 0, kernelrtt.Sample{}, err
 	}
-	defer conn.Close()
-	return end.Sub(start), p.connRTT(conn), nil
+	rtt := p.connRTT(c)
+	if !keep {
+		c.Close()
+		return nil, end.Sub(start), rtt, nil
+	}
+	return c, end.Sub(start), rtt, nil
 }

@@ -35,7 +35,7 @@ func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 	dctx, cancel := context.WithTimeout(ctx, p.DenyTimeout)
 	defer cancel()
 
-	if err := p.handshake(dctx, &r, t.Addr); err == nil {
+	if _, err := p.handshake(dctx, &r, t.Addr, false); err == nil {
 		r.Observed = VerdictAllow
 	} else {
 		switch r.Outcome {

@@ -67,10 +67,10 @@ func TestHTTPReportsKernelRTT(t *testing.T) {
 	assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
 }
 
-// A handshake that does not complete inline goes through the runtime poller:
-// free the full accept queue while the first SYN is dropped, and the kernel's
-// SYN retransmit (about 1 s later) completes it.
-func TestConnectCompletesThroughThePoller(t *testing.T) {
+// A connect blocked on a dropped SYN completes when the kernel retransmits
+// it (about 1 s later) after the accept queue frees up, and the connect phase
+// spans the wait.
+func TestConnectWaitsForARetransmittedSYN(t *testing.T) {
 	addr := blackholeAddr(t)
 	l := blackholes[addr]
 	go func() {

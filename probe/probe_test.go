@@ -150,6 +150,18 @@ func TestHTTP(t *testing.T) {
 				_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
 			})}
 		}, want: OutcomeHTTPProtocol},
+		{name: "endless headers", target: func(t *testing.T) Target {
+			return Target{Addr: tcpServer(t, func(c net.Conn) {
+				_, _ = c.Read(make([]byte, 4096))
+				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\n"))
+				line := []byte("X-Filler: " + strings.Repeat("y", 1000) + "\r\n")
+				for range 100 {
+					if _, err := c.Write(line); err != nil {
+						return
+					}
+				}
+			})}
+		}, want: OutcomeHTTPProtocol},
 		{name: "huge body", target: func(t *testing.T) Target {
 			return Target{Addr: httpServer(t, func(w http.ResponseWriter, _ *http.Request) {
 				chunk := []byte(strings.Repeat("x", 32<<10))

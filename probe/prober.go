@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -36,9 +34,6 @@ type Prober struct {
 	// MaxBody is how much of a health response body is read; beyond it the
 	// check fails with OutcomeHTTPBodyTooBig instead of reading on.
 	MaxBody int64
-
-	transportOnce sync.Once
-	httpTransport *http.Transport
 }
 
 // Defaults for New.

@@ -3,8 +3,11 @@ package probe
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // TCP connects to the peer pod directly (Target.Addr). Phase: connect, plus
@@ -17,15 +20,22 @@ func (p *Prober) TCP(ctx context.Context, t Target) Result {
 		r.fail(OutcomeBadTarget, err)
 		return r
 	}
-	_ = p.handshake(ctx, &r, t.Addr)
+	_, _ = p.handshake(ctx, &r, t.Addr, false)
 	return r
 }
 
-// handshake completes a TCP handshake with addr and closes the socket,
-// recording the dns phase (for a host name), the connect phase and the kernel
-// RTT in r. On failure it classifies the error into r. Resolving separately
-// keeps name lookup out of the connect figure.
-func (p *Prober) handshake(ctx context.Context, r *Result, addr string) error {
+// conn is a connected probe socket: an *os.File on Linux (the raw socket on
+// the runtime poller), a net.Conn elsewhere. Both honor deadlines.
+type conn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// handshake completes a TCP handshake with addr, recording the dns phase (for
+// a host name), the connect phase and the kernel RTT in r. On failure it
+// classifies the error into r. Resolving separately keeps name lookup out of
+// the connect figure. With keep false the socket is closed and conn is nil.
+func (p *Prober) handshake(ctx context.Context, r *Result, addr string, keep bool) (conn, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	if net.ParseIP(host) == nil {
 		start := p.Clock.Now()
@@ -33,12 +43,12 @@ func (p *Prober) handshake(ctx context.Context, r *Result, addr string) error {
 		elapsed := p.Clock.Now().Sub(start)
 		if err != nil {
 			r.fail(classifyResolve(err, ctx.Err()), err)
-			return err
+			return nil, err
 		}
 		if len(ips) == 0 {
 			err := errors.New("no addresses for " + host)
 			r.fail(OutcomeDNSNoAnswer, err)
-			return err
+			return nil, err
 		}
 		r.addPhase(PhaseDNS, elapsed)
 		addr = net.JoinHostPort(ips[0], port)
@@ -47,14 +57,14 @@ func (p *Prober) handshake(ctx context.Context, r *Result, addr string) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		r.fail(OutcomeBadTarget, err)
-		return err
+		return nil, err
 	}
-	elapsed, rtt, err := p.connectAndClose(ctx, ap)
+	c, elapsed, rtt, err := p.connect(ctx, ap, keep)
 	if err != nil {
-		r.fail(classifyDial(err, ctx.Err()), err)
-		return err
+		r.fail(classifyDial(err, ctx.Err()), fmt.Errorf("connect to %s: %w", addr, err))
+		return nil, err
 	}
 	r.addPhase(PhaseConnect, elapsed)
 	r.KernelRTT = rtt
-	return nil
+	return c, nil
 }
