@@ -59,7 +59,7 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 	}
 	rtt := p.KernelRTT(uintptr(fd))
 	if !keep {
-		unix.Close(fd)
+		abortiveClose(fd)
 		return nil, end.Sub(start), rtt, nil
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
@@ -67,4 +67,12 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 		return nil, 0, kernelrtt.Sample{}, os.NewSyscallError("fcntl", err)
 	}
 	return os.NewFile(uintptr(fd), addr.String()), end.Sub(start), rtt, nil
+}
+
+// abortiveClose closes a connect-only probe socket with RST instead of FIN, so
+// no TIME_WAIT entry outlives it: an agent probing hundreds of peers every
+// few seconds would otherwise hold tens of thousands of them.
+func abortiveClose(fd int) {
+	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
 }

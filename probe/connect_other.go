@@ -4,6 +4,7 @@ package probe
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"syscall"
 	"time"
@@ -29,6 +30,11 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 	}
 	rtt := p.connRTT(c)
 	if !keep {
+		// RST instead of FIN: no TIME_WAIT entry outlives a connect-only probe
+		// (Windows keeps them 120 s from a 16k-port dynamic range).
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
 		c.Close()
 		return nil, end.Sub(start), rtt, nil
 	}

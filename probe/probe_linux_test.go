@@ -2,8 +2,11 @@ package probe
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +89,25 @@ func TestConnectWaitsForARetransmittedSYN(t *testing.T) {
 	d, _ := r.Phase(PhaseConnect)
 	assert.Greater(t, d, 500*time.Millisecond, "the connect phase spans the retransmitted SYN")
 	assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
+}
+
+// Connect-only checks close with RST: probing leaves no TIME_WAIT behind.
+func TestConnectOnlyChecksLeaveNoTimeWait(t *testing.T) {
+	addr := tcpServer(t, nil)
+	p := New()
+	for range 20 {
+		r := p.TCP(context.Background(), Target{Addr: addr})
+		require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+	}
+	port := netip.MustParseAddrPort(addr).Port()
+	data, err := os.ReadFile("/proc/net/tcp")
+	require.NoError(t, err)
+	timeWait := 0
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[3] == "06" && (strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) || strings.HasSuffix(f[2], fmt.Sprintf(":%04X", port))) {
+			timeWait++
+		}
+	}
+	assert.Zero(t, timeWait, "TIME_WAIT sockets on the probed port")
 }
