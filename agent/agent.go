@@ -52,18 +52,33 @@ type Config struct {
 	Version       string
 }
 
-// Expectation returns the NetworkPolicy verdict expected for traffic from
-// this agent to port on dst. Static mode declares it; in a cluster the
-// NetworkPolicy evaluator computes it from the live objects.
-type Expectation func(dst PeerInfo, port int) (probe.Verdict, string)
+// Expecter says which NetworkPolicy verdict to expect for traffic from this
+// agent to port on dst, and why (the deciding policies, for the mismatch log).
+// Static mode declares it; in a cluster the NetworkPolicy evaluator computes
+// it from the live objects.
+type Expecter interface {
+	// Expectations returns the expectation function for one recomputation of
+	// the job set, built from the current state.
+	Expectations() ExpectFunc
+	// Changes fires when expectations may have changed; nil if they never do.
+	Changes() <-chan struct{}
+}
 
-// DeclaredExpectation expects what the shipped NetworkPolicies declare: the
-// allow port open, the deny port blocked, between agents.
-func DeclaredExpectation(dst PeerInfo, port int) (probe.Verdict, string) {
+// ExpectFunc is the expected verdict for port on dst, and why.
+type ExpectFunc func(dst PeerInfo, port int) (probe.Verdict, string)
+
+// Declared expects what the shipped NetworkPolicies declare between agents:
+// the allow port open, the deny port blocked.
+type Declared struct{}
+
+func (Declared) Expectations() ExpectFunc { return declared }
+func (Declared) Changes() <-chan struct{} { return nil }
+
+func declared(dst PeerInfo, port int) (probe.Verdict, string) {
 	if port == dst.Ports.Deny {
-		return probe.VerdictDeny, "declared: deny port"
+		return probe.VerdictDeny, "declared: the deny port"
 	}
-	return probe.VerdictAllow, "declared: allow port"
+	return probe.VerdictAllow, "declared: the allow port"
 }
 
 // Agent is one running agent.
@@ -71,20 +86,24 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	source  Source
-	expect  Expectation
+	expect  Expecter
 	prober  *probe.Prober
 	metrics *metrics.Agent
 	report  *reporter.Reporter // nil when reporting is off
 	sched   *scheduler.Scheduler
 
-	ready    atomic.Bool
-	mu       sync.Mutex
-	lastSel  []peers.Peer
+	ready   atomic.Bool
+	mu      sync.Mutex
+	lastSel []peers.Peer
+	// why holds the expecter's reason per netpol job key; mismatch the last
+	// mismatch logged per key, so each change is logged once.
+	why      map[string]string
+	mismatch map[string]string
 	onResult func(probe.Result) // test hook
 }
 
-// New builds an agent. expect may be nil for DeclaredExpectation.
-func New(cfg Config, src Source, expect Expectation, log *slog.Logger) (*Agent, error) {
+// New builds an agent. expect may be nil for Declared.
+func New(cfg Config, src Source, expect Expecter, log *slog.Logger) (*Agent, error) {
 	if cfg.Self.Node == "" || (cfg.Self.OS != "linux" && cfg.Self.OS != "windows") {
 		return nil, fmt.Errorf("agent: own node %q and OS %q (linux or windows) are required", cfg.Self.Node, cfg.Self.OS)
 	}
@@ -95,10 +114,10 @@ func New(cfg Config, src Source, expect Expectation, log *slog.Logger) (*Agent, 
 		return nil, errors.New("agent: probe interval must be positive")
 	}
 	if expect == nil {
-		expect = DeclaredExpectation
+		expect = Declared{}
 	}
 	a := &Agent{cfg: cfg, log: log, source: src, expect: expect, prober: probe.New(),
-		metrics: metrics.New(cfg.Self.OS, cfg.Version)}
+		metrics: metrics.New(cfg.Self.OS, cfg.Version), why: map[string]string{}, mismatch: map[string]string{}}
 	if cfg.DenyTimeout > 0 {
 		a.prober.DenyTimeout = cfg.DenyTimeout
 	}
@@ -182,6 +201,7 @@ func (a *Agent) follow(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.source.Changes():
+		case <-a.expect.Changes():
 		}
 	}
 }
@@ -207,6 +227,18 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 	a.recordSelection(sel)
 
 	var jobs []scheduler.Job
+	expect := a.expect.Expectations()
+	whys := map[string]string{}
+	defer func() {
+		a.mu.Lock()
+		a.why = whys
+		for k := range a.mismatch {
+			if _, ok := whys[k]; !ok {
+				delete(a.mismatch, k) // the peer left
+			}
+		}
+		a.mu.Unlock()
+	}()
 	src := a.cfg.Self
 	for _, sp := range sel.Peers {
 		p := byNode[sp.Name]
@@ -218,10 +250,11 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 		}
 		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)})
 		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath})
-		allow, _ := a.expect(p, p.Ports.Allow)
-		deny, _ := a.expect(p, p.Ports.Deny)
-		add(probe.CheckNetpolAllow, probe.Target{Addr: hostPort(p.Ports.Allow), Expect: allow})
-		add(probe.CheckNetpolDeny, probe.Target{Addr: hostPort(p.Ports.Deny), Expect: deny})
+		for check, port := range map[probe.Check]int{probe.CheckNetpolAllow: p.Ports.Allow, probe.CheckNetpolDeny: p.Ports.Deny} {
+			v, why := expect(p, port)
+			add(check, probe.Target{Addr: hostPort(port), Expect: v})
+			whys[p.Node+"/"+string(check)] = why
+		}
 	}
 	// dns and service probe each OS's Service once, not once per peer: they
 	// measure this node's resolver and Service data path towards that OS.
@@ -263,11 +296,35 @@ func (a *Agent) runJob(ctx context.Context, j scheduler.Job) {
 		return // the peer left or we are stopping: not a measurement
 	}
 	a.metrics.Observe(&res)
+	if res.Expected != "" {
+		a.noteVerdict(j.Key, &res)
+	}
 	if a.report != nil {
 		a.report.Add(toWire(&res))
 	}
 	if a.onResult != nil {
 		a.onResult(res)
+	}
+}
+
+// noteVerdict logs a NetworkPolicy mismatch once each time it starts or
+// changes, with the policies that decided the expectation, and once when it clears.
+func (a *Agent) noteVerdict(key string, r *probe.Result) {
+	state := ""
+	if r.Observed != "" && r.Observed != r.Expected {
+		state = string(r.Expected) + "/" + string(r.Observed)
+	}
+	a.mu.Lock()
+	prev, why := a.mismatch[key], a.why[key]
+	a.mismatch[key] = state
+	a.mu.Unlock()
+	switch {
+	case state == prev:
+	case state == "":
+		a.log.Info("NetworkPolicy verdict matches again", "check", r.Check, "dst_node", r.Dst.Node, "dst_os", r.Dst.OS, "expected", r.Expected)
+	default:
+		a.log.Warn("NetworkPolicy verdict differs from the policies", "check", r.Check, "dst_node", r.Dst.Node, "dst_os", r.Dst.OS,
+			"addr", r.Addr, "expected", r.Expected, "observed", r.Observed, "outcome", r.Outcome, "because", why)
 	}
 }
 

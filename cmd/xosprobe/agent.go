@@ -38,6 +38,7 @@ type agentFlags struct {
 	peersFile                    string
 	checkConfig                  bool
 	logging                      logFlags
+	kube                         kubeFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -56,20 +57,23 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 			if err != nil {
 				return err
 			}
-			cfg, src, err := f.config()
+			cfg, static, err := f.config()
 			if err != nil {
 				return err
 			}
-			a, err := agent.New(cfg, src, nil, log)
-			if err != nil {
-				return err
+			if static != nil {
+				a, err := agent.New(cfg, *static, nil, log)
+				if err != nil {
+					return err
+				}
+				if f.checkConfig {
+					fmt.Fprintf(cmd.OutOrStdout(), "configuration ok: static mode, node %s (%s), %d peers, interval %s, aggregator %q\n",
+						cfg.Self.Node, cfg.Self.OS, len(static.V.Peers), cfg.Scheduler.Interval, cfg.Reporter.URL)
+					return nil
+				}
+				return a.Run(cmd.Context())
 			}
-			if f.checkConfig {
-				fmt.Fprintf(cmd.OutOrStdout(), "configuration ok: node %s (%s), %d static peers, interval %s, aggregator %q\n",
-					cfg.Self.Node, cfg.Self.OS, len(src.View().Peers), cfg.Scheduler.Interval, cfg.Reporter.URL)
-				return nil
-			}
-			return a.Run(cmd.Context())
+			return runKubeAgent(cmd, cfg, &f, log)
 		},
 	}
 	fl := cmd.Flags()
@@ -102,11 +106,13 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 	fl.DurationVar(&f.shutdownDelay, "shutdown-delay", 5*time.Second, "keep serving this long after readiness turns false")
 	fl.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration, print a summary and exit")
 	f.logging.register(fl)
+	f.kube.register(fl)
 	return cmd
 }
 
-// config validates the flags into the agent's Config and peer Source.
-func (f *agentFlags) config() (agent.Config, agent.Source, error) {
+// config validates the flags into the agent's Config, and the static peer
+// source when static mode was asked for (nil: discover through Kubernetes).
+func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 	var errs []error
 	if f.node == "" {
 		errs = append(errs, errors.New("--node (or $NODE_NAME) is required"))
@@ -171,7 +177,16 @@ func (f *agentFlags) config() (agent.Config, agent.Source, error) {
 		specs = append(specs, lines...)
 	}
 	if len(specs) == 0 {
-		errs = append(errs, errors.New("no peers: give --peer or --peers-file (Kubernetes discovery arrives with in-cluster mode)"))
+		if len(f.staticServices) > 0 {
+			errs = append(errs, errors.New("--service is for static mode: give --peer or --peers-file too"))
+		}
+		if f.namespace == "" {
+			errs = append(errs, errors.New("--namespace (or $POD_NAMESPACE) is required to discover peers through Kubernetes"))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return agent.Config{}, nil, err
+		}
+		return cfg, nil, nil
 	}
 	var view agent.View
 	for _, s := range specs {
@@ -193,7 +208,7 @@ func (f *agentFlags) config() (agent.Config, agent.Source, error) {
 	if err := errors.Join(errs...); err != nil {
 		return agent.Config{}, nil, err
 	}
-	return cfg, agent.StaticSource{V: view}, nil
+	return cfg, &agent.StaticSource{V: view}, nil
 }
 
 // readLines returns the non-empty, non-comment lines of a file.

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/xosprobe/xosprobe/agent"
+	"github.com/xosprobe/xosprobe/agent/discovery"
+)
+
+// kubeFlags select the Kubernetes objects the agent (and in-pod check) watch.
+type kubeFlags struct {
+	kubeconfig     string
+	selector       string
+	serviceLinux   string
+	serviceWindows string
+	clusterDomain  string
+	watchPolicies  bool
+	podIP          string
+}
+
+func (k *kubeFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&k.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty: in-cluster config")
+	fl.StringVar(&k.selector, "agent-selector", "app.kubernetes.io/name=xosprobe,app.kubernetes.io/component=agent", "label selector of the agent pods in --namespace")
+	fl.StringVar(&k.serviceLinux, "service-linux", "xosprobe-linux", "probe Service selecting the Linux agents")
+	fl.StringVar(&k.serviceWindows, "service-windows", "xosprobe-windows", "probe Service selecting the Windows agents")
+	fl.StringVar(&k.clusterDomain, "cluster-domain", discovery.DefaultClusterDomain, "cluster DNS domain")
+	fl.BoolVar(&k.watchPolicies, "watch-network-policies", true, "expect NetworkPolicy verdicts from the live policies (needs list/watch on networkpolicies and namespaces)")
+	fl.StringVar(&k.podIP, "pod-ip", os.Getenv("POD_IP"), "this pod's IP (downward API: status.podIP) [$POD_IP]")
+}
+
+// discovery builds the informer-backed view of the cluster, with client-go's
+// klog output routed into log.
+func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*discovery.Discovery, error) {
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	var cfg *rest.Config
+	var err error
+	if k.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", k.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w (outside a cluster, give --kubeconfig or static --peer flags)", err)
+	}
+	cfg.UserAgent = "xosprobe/" + version
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return discovery.New(discovery.Config{
+		Client: client, Namespace: namespace, PodName: pod, NodeName: node, PodIP: k.podIP,
+		AgentSelector: k.selector, ClusterDomain: k.clusterDomain, WatchNetworkPolicies: k.watchPolicies,
+		Services: map[string]string{"linux": k.serviceLinux, "windows": k.serviceWindows},
+		Logger:   log.With("component", "discovery"),
+	})
+}
+
+// runKubeAgent runs the agent with peers from the Kubernetes API.
+func runKubeAgent(cmd *cobra.Command, cfg agent.Config, f *agentFlags, log *slog.Logger) error {
+	d, err := f.kube.discovery(f.node, f.namespace, f.pod, log)
+	if err != nil {
+		return err
+	}
+	var expect agent.Expecter = agent.Declared{}
+	if f.kube.watchPolicies {
+		expect = agent.PolicyExpecter{D: d, Namespace: f.namespace, SelfPod: f.pod, Log: log}
+	}
+	a, err := agent.New(cfg, agent.KubeSource{D: d, Ports: cfg.Ports}, expect, log)
+	if err != nil {
+		return err
+	}
+	if f.checkConfig {
+		fmt.Fprintf(cmd.OutOrStdout(), "configuration ok: Kubernetes mode, node %s (%s) in %s, interval %s, aggregator %q\n",
+			cfg.Self.Node, cfg.Self.OS, f.namespace, cfg.Scheduler.Interval, cfg.Reporter.URL)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	var discErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if discErr = d.Run(ctx); discErr != nil {
+			cancel() // without a synced view the agent cannot probe: stop it too
+		}
+	}()
+	runErr := a.Run(ctx)
+	cancel()
+	wg.Wait()
+	return errors.Join(runErr, discErr)
+}
