@@ -10,7 +10,7 @@ import (
 )
 
 func TestAgentCheckConfig(t *testing.T) {
-	peers := filepath.Join(t.TempDir(), "peers")
+	peers := filepath.Join(tempDir(t), "peers")
 	require.NoError(t, os.WriteFile(peers, []byte("# the Windows side\nwin-1=windows@10.0.0.2:19440\n\nlin-2=linux@10.0.0.3\n"), 0o600))
 	out, err := execute(t, "agent", "--check-config", "--node", "lin-1", "--peers-file", peers, "--peer", "win-2=windows@10.0.0.4")
 	require.NoError(t, err, out)

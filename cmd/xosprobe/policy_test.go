@@ -44,7 +44,7 @@ spec:
 
 func writeObjects(t *testing.T, content string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "objects.yaml")
+	p := filepath.Join(tempDir(t), "objects.yaml")
 	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
 	return p
 }
@@ -137,7 +137,7 @@ func TestPolicyExplainErrors(t *testing.T) {
 		{"no file flag", []string{"--from", "ops/prom-0", "--to", "shop/web-0", "--port", "80"}, `required flag(s) "filename" not set`},
 		{"no source", []string{"-f", good, "--to", "shop/web-0", "--port", "80"}, "at least one of the flags in the group [from from-ip] is required"},
 		{"two sources", []string{"-f", good, "--from", "ops/prom-0", "--from-ip", "192.0.2.1", "--to", "shop/web-0", "--port", "80"}, "were all set"},
-		{"missing file", []string{"-f", filepath.Join(t.TempDir(), "nope.yaml"), "--from", "ops/prom-0", "--to", "shop/web-0", "--port", "80"}, "no such file"},
+		{"missing file", []string{"-f", filepath.Join(tempDir(t), "nope.yaml"), "--from", "ops/prom-0", "--to", "shop/web-0", "--port", "80"}, "nope.yaml"},
 		{"invalid object", []string{"-f", bad, "--from", "ops/prom-0", "--to", "shop/web-0", "--port", "80"},
 			`document 5 (line 21) NetworkPolicy shop/web: spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP"`},
 		{"unknown pod", []string{"-f", good, "--from", "ops/prom-9", "--to", "shop/web-0", "--port", "80"}, "source unknown pod ops/prom-9"},
