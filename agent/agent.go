@@ -99,7 +99,16 @@ type Agent struct {
 	// mismatch logged per key, so each change is logged once.
 	why      map[string]string
 	mismatch map[string]string
-	onResult func(probe.Result) // test hook
+	// denyState is, per netpol-deny job expecting deny, whether its last run
+	// was blocked; enforced counts them per destination OS.
+	denyState map[string]denyState
+	enforced  map[string]*[2]int // dst OS -> {blocked, total}
+	onResult  func(probe.Result) // test hook
+}
+
+type denyState struct {
+	dstOS   string
+	blocked bool
 }
 
 // New builds an agent. expect may be nil for Declared.
@@ -117,7 +126,8 @@ func New(cfg Config, src Source, expect Expecter, log *slog.Logger) (*Agent, err
 		expect = Declared{}
 	}
 	a := &Agent{cfg: cfg, log: log, source: src, expect: expect, prober: probe.New(),
-		metrics: metrics.New(cfg.Self.OS, cfg.Version), why: map[string]string{}, mismatch: map[string]string{}}
+		metrics: metrics.New(cfg.Self.OS, cfg.Version), why: map[string]string{}, mismatch: map[string]string{},
+		denyState: map[string]denyState{}, enforced: map[string]*[2]int{}}
 	if cfg.DenyTimeout > 0 {
 		a.prober.DenyTimeout = cfg.DenyTimeout
 	}
@@ -237,6 +247,11 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 				delete(a.mismatch, k) // the peer left
 			}
 		}
+		for k := range a.denyState {
+			if _, ok := whys[k]; !ok {
+				a.setDenyState(k, denyState{})
+			}
+		}
 		a.mu.Unlock()
 	}()
 	src := a.cfg.Self
@@ -317,6 +332,9 @@ func (a *Agent) noteVerdict(key string, r *probe.Result) {
 	a.mu.Lock()
 	prev, why := a.mismatch[key], a.why[key]
 	a.mismatch[key] = state
+	if r.Check == probe.CheckNetpolDeny && r.Expected == probe.VerdictDeny && r.Observed != "" {
+		a.setDenyState(key, denyState{dstOS: r.Dst.OS, blocked: r.Observed == probe.VerdictDeny})
+	}
 	a.mu.Unlock()
 	switch {
 	case state == prev:
@@ -326,6 +344,40 @@ func (a *Agent) noteVerdict(key string, r *probe.Result) {
 		a.log.Warn("NetworkPolicy verdict differs from the policies", "check", r.Check, "dst_node", r.Dst.Node, "dst_os", r.Dst.OS,
 			"addr", r.Addr, "expected", r.Expected, "observed", r.Observed, "outcome", r.Outcome, "because", why)
 	}
+}
+
+// setDenyState records the last deny verdict of a job (the zero state removes
+// it) and updates the enforcement gauge of the affected OS; a.mu is held.
+func (a *Agent) setDenyState(key string, st denyState) {
+	update := func(os string, blocked, total int) {
+		c := a.enforced[os]
+		if c == nil {
+			c = &[2]int{}
+			a.enforced[os] = c
+		}
+		c[0] += blocked
+		c[1] += total
+		if c[1] == 0 {
+			a.metrics.NetpolEnforced.DeleteLabelValues(a.cfg.Self.OS, os)
+			return
+		}
+		a.metrics.NetpolEnforced.WithLabelValues(a.cfg.Self.OS, os).Set(float64(c[0]) / float64(c[1]))
+	}
+	if old, ok := a.denyState[key]; ok {
+		update(old.dstOS, -b2i(old.blocked), -1)
+		delete(a.denyState, key)
+	}
+	if st.dstOS != "" {
+		a.denyState[key] = st
+		update(st.dstOS, b2i(st.blocked), 1)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func toWire(r *probe.Result) wire.Result {

@@ -157,6 +157,8 @@ func TestTwoAgentsProbeEachOtherAndReport(t *testing.T) {
 	assert.Contains(t, string(body), `xosprobe_clock_resolution_seconds{clock="time.Now",os="windows"}`)
 	assert.Contains(t, string(body), `xosprobe_probe_duration_seconds_bucket{check="tcp",dst_os="linux",phase="connect",src_os="windows"`)
 	assert.NotContains(t, string(body), "lin-1", "no per-peer labels")
+	// No enforcer on loopback: the deny port answers, so policy reads as not enforced.
+	assert.Contains(t, string(body), `xosprobe_netpol_enforced_ratio{dst_os="linux",src_os="windows"} 0`)
 
 	ready, err := http.Get("http://" + win.cfg.AdminAddr + "/readyz")
 	require.NoError(t, err)
@@ -196,4 +198,28 @@ func TestParseService(t *testing.T) {
 		_, err := ParseService(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestNetpolEnforcedRatio(t *testing.T) {
+	a, err := New(testConfig("lin-1", "linux", 1, ""), StaticSource{}, nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	gauge := func(dstOS string) float64 { return testutil.ToFloat64(a.metrics.NetpolEnforced.WithLabelValues("linux", dstOS)) }
+	deny := func(key, dstOS string, observed probe.Verdict) {
+		a.noteVerdict(key, &probe.Result{Check: probe.CheckNetpolDeny, Dst: probe.Endpoint{OS: dstOS},
+			Expected: probe.VerdictDeny, Observed: observed})
+	}
+	deny("win-1/netpol-deny", "windows", probe.VerdictDeny)
+	deny("win-2/netpol-deny", "windows", probe.VerdictAllow)
+	deny("lin-2/netpol-deny", "linux", probe.VerdictDeny)
+	assert.InDelta(t, 0.5, gauge("windows"), 1e-9)
+	assert.InDelta(t, 1.0, gauge("linux"), 1e-9)
+	deny("win-2/netpol-deny", "windows", probe.VerdictDeny) // win-2 starts enforcing
+	assert.InDelta(t, 1.0, gauge("windows"), 1e-9)
+
+	// Peers that leave stop counting.
+	a.mu.Lock()
+	a.setDenyState("win-1/netpol-deny", denyState{})
+	a.setDenyState("win-2/netpol-deny", denyState{})
+	a.mu.Unlock()
+	assert.Equal(t, 1, testutil.CollectAndCount(a.metrics.NetpolEnforced), "only the linux series is left")
 }

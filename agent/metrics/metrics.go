@@ -22,6 +22,7 @@ const (
 	ClockResolution    = "xosprobe_clock_resolution_seconds"
 	NetpolMismatch     = "xosprobe_netpol_mismatch_total"
 	DNSFindings        = "xosprobe_dns_findings_total"
+	NetpolEnforced     = "xosprobe_netpol_enforced_ratio"
 	Peers              = "xosprobe_peers"
 	ProbeLoops         = "xosprobe_probe_loops"
 	ProbeSkipped       = "xosprobe_probe_skipped_total"
@@ -46,6 +47,9 @@ type Agent struct {
 	clockResolution *prometheus.GaugeVec
 	netpolMismatch  *prometheus.CounterVec
 	dnsFindings     *prometheus.CounterVec
+	// NetpolEnforced is, per destination OS, the share of peers whose last
+	// deny check (expected deny) was blocked: 1 enforced, 0 not at all.
+	NetpolEnforced *prometheus.GaugeVec
 
 	Peers              *prometheus.GaugeVec
 	ProbeLoops         prometheus.Gauge
@@ -84,6 +88,8 @@ func New(srcOS, version string) *Agent {
 			Help: "NetworkPolicy checks whose observed verdict differs from the expected one."}, []string{"check", "src_os", "dst_os", "expected", "observed"}),
 		dnsFindings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: DNSFindings,
 			Help: "DNS findings that do not fail the check, e.g. short_name_fails."}, []string{"finding", "src_os", "dst_os"}),
+		NetpolEnforced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: NetpolEnforced,
+			Help: "Share of peers whose last netpol-deny check (NetworkPolicy expects deny) was blocked: 1 enforced, 0 not enforced at all."}, []string{"src_os", "dst_os"}),
 		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: Peers,
 			Help: "Peers this agent probes, by OS and why each was selected."}, []string{"dst_os", "reason"}),
 		ProbeLoops: prometheus.NewGauge(prometheus.GaugeOpts{Name: ProbeLoops, Help: "Running (peer, check) probe loops."}),
@@ -100,7 +106,7 @@ func New(srcOS, version string) *Agent {
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: BuildInfo, Help: "Build of the running binary."}, []string{"version", "os"})
 	build.WithLabelValues(version, srcOS).Set(1)
-	m.Registry.MustRegister(m.duration, m.total, m.kernelRTT, m.clockResolution, m.netpolMismatch, m.dnsFindings,
+	m.Registry.MustRegister(m.duration, m.total, m.kernelRTT, m.clockResolution, m.netpolMismatch, m.dnsFindings, m.NetpolEnforced,
 		m.Peers, m.ProbeLoops, m.ProbeSkipped, m.ReporterBuffered, m.ReporterSent, m.ReporterDropped, m.ReporterSendErrors, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

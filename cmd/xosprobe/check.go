@@ -3,15 +3,22 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xosprobe/xosprobe/agent"
+	"github.com/xosprobe/xosprobe/agent/discovery"
 	"github.com/xosprobe/xosprobe/probe"
 	"github.com/xosprobe/xosprobe/probe/clock"
 )
@@ -20,23 +27,42 @@ type checkConfig struct {
 	target, path, name, dnsServer, service, allowTarget, denyTarget string
 	timeout, denyTimeout                                            time.Duration
 	json                                                            bool
+	kube                                                            kubeFlags
+	node, pod, namespace                                            string
+	ports                                                           agent.Ports
 }
 
 func newCheckCmd() *cobra.Command {
-	var cfg checkConfig
+	cmd, _ := checkCommand()
+	return cmd
+}
+
+// checkCommand returns the command and the config its flags fill, so tests
+// can set what has no flag (the Kubernetes client, the ports).
+func checkCommand() (*cobra.Command, *checkConfig) {
+	cfg := &checkConfig{ports: agent.DefaultPorts, newProber: probe.New}
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Run the six-step connectivity check once and explain what failed",
 		Long: `Runs dns, tcp, http, service, netpol-allow and netpol-deny once, each as far as
 its inputs allow, and prints a table of verdicts, phase timings and kernel RTT.
-Steps without inputs are shown as skipped. Exit code 0 only when every step that
-ran passed; 1 when one failed; 2 on bad usage.`,
-		Example: `  xosprobe check --target 10.244.1.7:8080 --name xosprobe-windows.xosprobe.svc.cluster.local \
-      --dns-server 10.96.0.10:53 --service 10.96.12.4:8080 --deny-target 10.244.1.7:8082
-  kubectl exec -n xosprobe ds/xosprobe-agent-windows -- xosprobe.exe check --target 10.244.2.9:8080 --json`,
+
+Inside an agent pod with no target flags it takes its targets from the cluster:
+one agent of each OS, the per-OS probe Services, and the NetworkPolicy verdicts
+the live policies imply. Elsewhere give the targets as flags; steps without
+inputs are shown as skipped.
+
+Exit code 0 only when every step that ran passed; 1 when one failed; 2 on bad usage.`,
+		Example: `  kubectl exec -n xosprobe ds/xosprobe-agent-windows -- xosprobe.exe check
+  xosprobe check --target 10.244.1.7:9440 --name xosprobe-windows.xosprobe.svc.cluster.local \
+      --dns-server 10.96.0.10:53 --service 10.96.12.4:9440 --deny-target 10.244.1.7:9443 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rep := runCheck(cmd.Context(), probe.New(), cfg)
+			steps, err := cfg.plan(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rep := runCheck(cmd.Context(), cfg.newProber(), *cfg, steps)
 			if err := writeCheck(cmd.OutOrStdout(), rep, cfg.json); err != nil {
 				return err
 			}
@@ -50,14 +76,18 @@ ran passed; 1 when one failed; 2 on bad usage.`,
 	f.StringVar(&cfg.target, "target", "", "peer pod HOST:PORT for the tcp and http steps")
 	f.StringVar(&cfg.path, "path", probe.DefaultHTTPPath, "health path for the http and service steps")
 	f.StringVar(&cfg.name, "name", "", "Service FQDN for the dns step (svc.ns.svc.cluster.local)")
-	f.StringVar(&cfg.dnsServer, "dns-server", "", "cluster DNS IP:PORT for the direct query of the dns step")
+	f.StringVar(&cfg.dnsServer, "dns-server", "", "cluster DNS IP:PORT for the direct query of the dns step (in a pod: the first nameserver of /etc/resolv.conf)")
 	f.StringVar(&cfg.service, "service", "", "Service VIP:PORT for the service step")
 	f.StringVar(&cfg.allowTarget, "allow-target", "", "HOST:PORT that NetworkPolicy allows from here (netpol-allow)")
 	f.StringVar(&cfg.denyTarget, "deny-target", "", "HOST:PORT that NetworkPolicy denies from here (netpol-deny)")
 	f.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "deadline of each step")
 	f.DurationVar(&cfg.denyTimeout, "deny-timeout", probe.DefaultDenyTimeout, "how long a NetworkPolicy step waits before calling a port blocked")
 	f.BoolVar(&cfg.json, "json", false, "print one JSON document instead of a table")
-	return cmd
+	f.StringVar(&cfg.node, "node", os.Getenv("NODE_NAME"), "in a pod: this node's name [$NODE_NAME]")
+	f.StringVar(&cfg.pod, "pod", os.Getenv("POD_NAME"), "in a pod: this pod's name [$POD_NAME]")
+	f.StringVar(&cfg.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "in a pod: the agents' namespace [$POD_NAMESPACE]")
+	cfg.kube.register(f)
+	return cmd, cfg
 }
 
 // checkReport is the outcome of one `xosprobe check` run; --json prints it as is.
@@ -67,26 +97,44 @@ type checkReport struct {
 	WallClock clock.Resolution `json:"wallClock"` // time.Now, shown for comparison
 	Passed    bool             `json:"passed"`
 	Steps     []checkStep      `json:"steps"`
+	// Enforcement says, per destination, whether NetworkPolicy appears enforced.
+	Enforcement []string `json:"networkPolicyEnforcement,omitempty"`
 }
 
 type checkStep struct {
 	Check  probe.Check   `json:"check"`
-	Status string        `json:"status"` // pass, fail, skipped
+	To     string        `json:"to,omitempty"` // the destination, when the run covers several
+	Status string        `json:"status"`       // pass, fail, skipped
 	Why    string        `json:"why,omitempty"`
 	Result *probe.Result `json:"result,omitempty"`
 }
 
-// plan returns the target of each step, or why the step is skipped.
-func (cfg checkConfig) plan() []struct {
+// step is one planned run: a check, its target, or why it is skipped.
+type step struct {
 	check  probe.Check
 	target probe.Target
+	to     string
 	skip   string
-} {
-	type step = struct {
-		check  probe.Check
-		target probe.Target
-		skip   string
+}
+
+func (cfg checkConfig) hasTargets() bool {
+	return cfg.target != "" || cfg.name != "" || cfg.service != "" || cfg.allowTarget != "" || cfg.denyTarget != ""
+}
+
+// plan returns the steps to run: from the flags, or from the cluster when the
+// command runs in a pod with no target flags.
+func (cfg checkConfig) plan(ctx context.Context) ([]step, error) {
+	if cfg.hasTargets() {
+		return cfg.flagPlan(), nil
 	}
+	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" && cfg.kube.kubeconfig == "" {
+		return nil, errors.New("no targets: give --target, --name, --service, --allow-target or --deny-target, " +
+			"or run inside an agent pod (or with --kubeconfig) to take them from the cluster")
+	}
+	return cfg.clusterPlan(ctx)
+}
+
+func (cfg checkConfig) flagPlan() []step {
 	need := func(v, flag string) string {
 		if v == "" {
 			return "no " + flag + " given"
@@ -94,16 +142,97 @@ func (cfg checkConfig) plan() []struct {
 		return ""
 	}
 	return []step{
-		{probe.CheckDNS, probe.Target{Name: cfg.name, DNSServer: cfg.dnsServer}, need(cfg.name, "--name")},
-		{probe.CheckTCP, probe.Target{Addr: cfg.target}, need(cfg.target, "--target")},
-		{probe.CheckHTTP, probe.Target{Addr: cfg.target, HTTPPath: cfg.path}, need(cfg.target, "--target")},
-		{probe.CheckService, probe.Target{ServiceAddr: cfg.service, HTTPPath: cfg.path}, need(cfg.service, "--service")},
-		{probe.CheckNetpolAllow, probe.Target{Addr: cfg.allowTarget, Expect: probe.VerdictAllow}, need(cfg.allowTarget, "--allow-target")},
-		{probe.CheckNetpolDeny, probe.Target{Addr: cfg.denyTarget, Expect: probe.VerdictDeny}, need(cfg.denyTarget, "--deny-target")},
+		{check: probe.CheckDNS, target: probe.Target{Name: cfg.name, DNSServer: cfg.dnsServer}, skip: need(cfg.name, "--name")},
+		{check: probe.CheckTCP, target: probe.Target{Addr: cfg.target}, skip: need(cfg.target, "--target")},
+		{check: probe.CheckHTTP, target: probe.Target{Addr: cfg.target, HTTPPath: cfg.path}, skip: need(cfg.target, "--target")},
+		{check: probe.CheckService, target: probe.Target{ServiceAddr: cfg.service, HTTPPath: cfg.path}, skip: need(cfg.service, "--service")},
+		{check: probe.CheckNetpolAllow, target: probe.Target{Addr: cfg.allowTarget, Expect: probe.VerdictAllow}, skip: need(cfg.allowTarget, "--allow-target")},
+		{check: probe.CheckNetpolDeny, target: probe.Target{Addr: cfg.denyTarget, Expect: probe.VerdictDeny}, skip: need(cfg.denyTarget, "--deny-target")},
 	}
 }
 
-func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig) checkReport {
+// clusterPlan discovers the agents and probe Services and plans the six steps
+// toward one agent (and the Service) of each OS.
+func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
+	if cfg.namespace == "" || cfg.node == "" {
+		return nil, errors.New("taking targets from the cluster needs --namespace and --node ($POD_NAMESPACE, $NODE_NAME in an agent pod)")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := cfg.kube.discovery(cfg.node, cfg.namespace, cfg.pod, log)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(dctx) }()
+	for !d.Synced() {
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("reading the cluster: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	snap := d.Snapshot()
+	var expect agent.ExpectFunc = agent.Declared{}.Expectations()
+	if cfg.kube.watchPolicies {
+		expect = agent.PolicyExpecter{D: d, Namespace: cfg.namespace, SelfPod: cfg.pod, Log: log}.Expectations()
+	}
+	cancel()
+	<-done
+
+	dnsServer := cfg.dnsServer
+	if dnsServer == "" {
+		dnsServer = systemNameserver()
+	}
+	var steps []step
+	for _, osName := range []string{"linux", "windows"} {
+		var peer *discovery.Peer
+		for i := range snap.Peers {
+			if snap.Peers[i].OS == osName {
+				peer = &snap.Peers[i]
+				break
+			}
+		}
+		svc, haveSvc := snap.Services[osName]
+		to := osName + " (no agent found)"
+		if peer != nil {
+			to = fmt.Sprintf("%s %s %s", osName, peer.Node, peer.IP)
+		}
+		add := func(c probe.Check, t probe.Target, skip string) {
+			steps = append(steps, step{check: c, target: t, to: to, skip: skip})
+		}
+		switch {
+		case !haveSvc:
+			add(probe.CheckDNS, probe.Target{}, "no "+osName+" probe Service found")
+			add(probe.CheckService, probe.Target{}, "no "+osName+" probe Service found")
+		default:
+			add(probe.CheckDNS, probe.Target{Name: svc.FQDN, DNSServer: dnsServer}, "")
+			if svc.ClusterIP == "" {
+				add(probe.CheckService, probe.Target{}, svc.Name+" has no ClusterIP")
+			} else {
+				add(probe.CheckService, probe.Target{ServiceAddr: net.JoinHostPort(svc.ClusterIP, strconv.Itoa(int(svc.Port))), HTTPPath: cfg.path}, "")
+			}
+		}
+		if peer == nil {
+			for _, c := range []probe.Check{probe.CheckTCP, probe.CheckHTTP, probe.CheckNetpolAllow, probe.CheckNetpolDeny} {
+				add(c, probe.Target{}, "no ready "+osName+" agent besides this one")
+			}
+			continue
+		}
+		pi := agent.PeerInfo{Node: peer.Node, OS: peer.OS, Pod: peer.Pod, IP: peer.IP, Ports: cfg.ports}
+		hp := func(port int) string { return net.JoinHostPort(peer.IP, strconv.Itoa(port)) }
+		add(probe.CheckTCP, probe.Target{Addr: hp(cfg.ports.TCP)}, "")
+		add(probe.CheckHTTP, probe.Target{Addr: hp(cfg.ports.HTTP), HTTPPath: cfg.path}, "")
+		allow, _ := expect(pi, cfg.ports.Allow)
+		deny, _ := expect(pi, cfg.ports.Deny)
+		add(probe.CheckNetpolAllow, probe.Target{Addr: hp(cfg.ports.Allow), Expect: allow}, "")
+		add(probe.CheckNetpolDeny, probe.Target{Addr: hp(cfg.ports.Deny), Expect: deny}, "")
+	}
+	return steps, nil
+}
+
+func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []step) checkReport {
 	p.DenyTimeout = cfg.denyTimeout
 	rep := checkReport{
 		OS:        runtime.GOOS,
@@ -111,22 +240,43 @@ func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig) checkReport
 		WallClock: clock.MeasureResolution(clock.WallClock(), 50*time.Millisecond),
 		Passed:    true,
 	}
-	for _, s := range cfg.plan() {
+	for _, s := range steps {
 		if s.skip != "" {
-			rep.Steps = append(rep.Steps, checkStep{Check: s.check, Status: "skipped", Why: s.skip})
+			rep.Steps = append(rep.Steps, checkStep{Check: s.check, To: s.to, Status: "skipped", Why: s.skip})
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 		r := p.Func(s.check)(sctx, s.target)
 		cancel()
-		st := checkStep{Check: s.check, Status: "pass", Result: &r}
+		st := checkStep{Check: s.check, To: s.to, Status: "pass", Result: &r}
 		if !r.Succeeded() {
 			st.Status, st.Why = "fail", r.Outcome.Explain()
 			rep.Passed = false
 		}
 		rep.Steps = append(rep.Steps, st)
+		if s.check == probe.CheckNetpolDeny {
+			rep.Enforcement = append(rep.Enforcement, enforcement(s.to, &r))
+		}
 	}
 	return rep
+}
+
+// enforcement turns a netpol-deny result into the operator's finding.
+func enforcement(to string, r *probe.Result) string {
+	where := r.Addr
+	if to != "" {
+		where = to
+	}
+	switch {
+	case r.Expected == probe.VerdictAllow:
+		return fmt.Sprintf("NetworkPolicy toward %s: not testable, no policy denies the deny port", where)
+	case r.Observed == probe.VerdictDeny:
+		return fmt.Sprintf("NetworkPolicy toward %s: enforced (the deny port was blocked: %s)", where, r.Detail)
+	case r.Observed == probe.VerdictAllow:
+		return fmt.Sprintf("NetworkPolicy toward %s: NOT enforced — the denied port accepted a connection. "+
+			"The CNI on the destination node does not enforce NetworkPolicy (Flannel on Windows enforces none; some Calico for Windows setups only partly)", where)
+	}
+	return fmt.Sprintf("NetworkPolicy toward %s: unknown (%s)", where, r.Outcome)
 }
 
 func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
@@ -137,12 +287,25 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "xosprobe check on %s: clock %s, resolution %s (time.Now steps %s)\n\n",
 		rep.OS, rep.Clock.Clock, rep.Clock.Step, rep.WallClock.Step)
+	withTo := false
+	for _, s := range rep.Steps {
+		withTo = withTo || s.To != ""
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	to := func(s checkStep) string {
+		if withTo {
+			return s.To + "\t"
+		}
+		return ""
+	}
+	if withTo {
+		fmt.Fprint(tw, "TO\t")
+	}
 	fmt.Fprintln(tw, "STEP\tVERDICT\tREASON\tTIMINGS (ms)\tKERNEL RTT")
 	var notes []string
 	for _, s := range rep.Steps {
 		if s.Result == nil {
-			fmt.Fprintf(tw, "%s\tSKIPPED\t%s\t\t\n", s.Check, s.Why)
+			fmt.Fprintf(tw, "%s%s\tSKIPPED\t%s\t\t\n", to(s), s.Check, s.Why)
 			continue
 		}
 		r := s.Result
@@ -152,19 +315,22 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 		}
 		if !r.Succeeded() {
 			reason = string(r.Outcome)
-			notes = append(notes, fmt.Sprintf("%s: %s\n    %s\n    why: %s", s.Check, r.Outcome, r.Detail, s.Why))
+			notes = append(notes, fmt.Sprintf("%s%s: %s\n    %s\n    why: %s", prefix(s.To), s.Check, r.Outcome, r.Detail, s.Why))
 		}
 		for _, f := range r.Findings {
-			notes = append(notes, fmt.Sprintf("%s: finding %s\n    %s", s.Check, f.Code, f.Detail))
+			notes = append(notes, fmt.Sprintf("%s%s: finding %s\n    %s", prefix(s.To), s.Check, f.Code, f.Detail))
 		}
 		rtt := "n/a"
 		if r.KernelRTT.Available() {
 			rtt = fmt.Sprintf("%s (%s)", ms(r.KernelRTT.RTT), r.KernelRTT.Source)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Check, strings.ToUpper(s.Status), reason, timings(r.Phases), rtt)
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", to(s), s.Check, strings.ToUpper(s.Status), reason, timings(r.Phases), rtt)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(rep.Enforcement) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(rep.Enforcement, "\n"))
 	}
 	if len(notes) > 0 {
 		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "\n"))
@@ -175,6 +341,13 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 	}
 	_, err := fmt.Fprintf(w, "\n%s\n", verdict)
 	return err
+}
+
+func prefix(to string) string {
+	if to == "" {
+		return ""
+	}
+	return "[" + to + "] "
 }
 
 func timings(phases []probe.PhaseDuration) string {

@@ -28,6 +28,8 @@ type kubeFlags struct {
 	clusterDomain  string
 	watchPolicies  bool
 	podIP          string
+	// client overrides the client built from kubeconfig or in-cluster config (tests).
+	client func() (kubernetes.Interface, error)
 }
 
 func (k *kubeFlags) register(fl *pflag.FlagSet) {
@@ -44,6 +46,23 @@ func (k *kubeFlags) register(fl *pflag.FlagSet) {
 // klog output routed into log.
 func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*discovery.Discovery, error) {
 	klog.SetSlogLogger(log.With("component", "client-go"))
+	newClient := k.client
+	if newClient == nil {
+		newClient = k.newClient
+	}
+	client, err := newClient()
+	if err != nil {
+		return nil, err
+	}
+	return discovery.New(discovery.Config{
+		Client: client, Namespace: namespace, PodName: pod, NodeName: node, PodIP: k.podIP,
+		AgentSelector: k.selector, ClusterDomain: k.clusterDomain, WatchNetworkPolicies: k.watchPolicies,
+		Services: map[string]string{"linux": k.serviceLinux, "windows": k.serviceWindows},
+		Logger:   log,
+	})
+}
+
+func (k *kubeFlags) newClient() (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if k.kubeconfig != "" {
@@ -55,16 +74,7 @@ func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*d
 		return nil, fmt.Errorf("kubernetes client config: %w (outside a cluster, give --kubeconfig or static --peer flags)", err)
 	}
 	cfg.UserAgent = "xosprobe/" + version
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return discovery.New(discovery.Config{
-		Client: client, Namespace: namespace, PodName: pod, NodeName: node, PodIP: k.podIP,
-		AgentSelector: k.selector, ClusterDomain: k.clusterDomain, WatchNetworkPolicies: k.watchPolicies,
-		Services: map[string]string{"linux": k.serviceLinux, "windows": k.serviceWindows},
-		Logger:   log.With("component", "discovery"),
-	})
+	return kubernetes.NewForConfig(cfg)
 }
 
 // runKubeAgent runs the agent with peers from the Kubernetes API.
