@@ -30,6 +30,7 @@ type checkConfig struct {
 	kube                                                            kubeFlags
 	node, pod, namespace                                            string
 	ports                                                           agent.Ports
+	newProber                                                       func() *probe.Prober // a seam for tests
 }
 
 func newCheckCmd() *cobra.Command {
