@@ -79,6 +79,14 @@ func (k *kubeFlags) newClient() (kubernetes.Interface, error) {
 
 // runKubeAgent runs the agent with peers from the Kubernetes API.
 func runKubeAgent(cmd *cobra.Command, cfg agent.Config, f *agentFlags, log *slog.Logger) error {
+	if f.checkConfig { // validate the flags without contacting the API server
+		if _, err := agent.New(cfg, agent.StaticSource{}, nil, log); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "configuration ok: Kubernetes mode, node %s (%s) in %s, interval %s, aggregator %q\n",
+			cfg.Self.Node, cfg.Self.OS, f.namespace, cfg.Scheduler.Interval, cfg.Reporter.URL)
+		return nil
+	}
 	d, err := f.kube.discovery(f.node, f.namespace, f.pod, log)
 	if err != nil {
 		return err
@@ -90,11 +98,6 @@ func runKubeAgent(cmd *cobra.Command, cfg agent.Config, f *agentFlags, log *slog
 	a, err := agent.New(cfg, agent.KubeSource{D: d, Ports: cfg.Ports}, expect, log)
 	if err != nil {
 		return err
-	}
-	if f.checkConfig {
-		fmt.Fprintf(cmd.OutOrStdout(), "configuration ok: Kubernetes mode, node %s (%s) in %s, interval %s, aggregator %q\n",
-			cfg.Self.Node, cfg.Self.OS, f.namespace, cfg.Scheduler.Interval, cfg.Reporter.URL)
-		return nil
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
