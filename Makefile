@@ -8,7 +8,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench images clean
+.PHONY: help build test test-unit test-windows lint demo bench images clean dashboards dashboards-check rules-test
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ bin/xosprobe.exe: FORCE
 
 FORCE:
 
-test: lint test-unit test-windows ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine
+test: lint test-unit test-windows dashboards-check rules-test ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules
 
 test-unit: ## Linux unit and integration tests with the race detector
 	$(GO) test -race -count=1 ./...
@@ -38,6 +38,15 @@ lint: ## gofmt, go vet (both OSes), golangci-lint
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./...
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+dashboards: ## regenerate dashboards/*.json and dashboards/queries.txt from Go
+	cd dashboards && $(GO) run .
+
+dashboards-check: ## dashboards: drift check, PromQL parse, metric/label contract, evaluation
+	cd dashboards && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian package prometheus)
+	manifests/prometheus/test.sh
 
 demo: build ## the main job without a cluster (see README)
 	test/crossos.sh demo
