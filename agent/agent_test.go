@@ -203,7 +203,9 @@ func TestParseService(t *testing.T) {
 func TestNetpolEnforcedRatio(t *testing.T) {
 	a, err := New(testConfig("lin-1", "linux", 1, ""), StaticSource{}, nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	gauge := func(dstOS string) float64 { return testutil.ToFloat64(a.metrics.NetpolEnforced.WithLabelValues("linux", dstOS)) }
+	gauge := func(dstOS string) float64 {
+		return testutil.ToFloat64(a.metrics.NetpolEnforced.WithLabelValues("linux", dstOS))
+	}
 	deny := func(key, dstOS string, observed probe.Verdict) {
 		a.noteVerdict(key, &probe.Result{Check: probe.CheckNetpolDeny, Dst: probe.Endpoint{OS: dstOS},
 			Expected: probe.VerdictDeny, Observed: observed})

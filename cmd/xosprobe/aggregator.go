@@ -36,6 +36,8 @@ type aggregatorFlags struct {
 	peerDNS               string
 	advertiseURL          string
 	replicationSecretFile string
+	replicaTokenFile      string
+	replicaServiceAccount string
 	// Computation.
 	deltaWindow, baselineWindow, minRegression, computeInterval time.Duration
 	maxBodyBytes                                                int64
@@ -93,7 +95,9 @@ Kubernetes, --token-file or --shared-token admit a static token instead.`,
 	fl.StringSliceVar(&f.peerURLs, "peer-url", nil, "base URL of a peer replica (repeatable or comma-separated)")
 	fl.StringVar(&f.peerDNS, "peer-dns", "", "HOST:PORT of a headless Service listing the replicas; resolved every 30s")
 	fl.StringVar(&f.advertiseURL, "advertise-url", "", "this replica's URL as peers reach it (default http://$POD_IP:<listen port>)")
-	fl.StringVar(&f.replicationSecretFile, "replication-secret-file", "", "file with the secret replicas authenticate to each other with; needed with peers")
+	fl.StringVar(&f.replicaTokenFile, "replica-token-file", "", "TokenReview mode: this replica's projected ServiceAccount token (audience --audience), presented to its peers; re-read per request")
+	fl.StringVar(&f.replicaServiceAccount, "replica-serviceaccount", "xosprobe:xosprobe-aggregator", "TokenReview mode: NAMESPACE:NAME of the ServiceAccount peers must present")
+	fl.StringVar(&f.replicationSecretFile, "replication-secret-file", "", "static mode: file with the secret replicas authenticate to each other with")
 	fl.DurationVar(&f.deltaWindow, "delta-window", 5*time.Minute, "window of the exported quantiles and cross-OS deltas")
 	fl.DurationVar(&f.baselineWindow, "baseline-window", time.Hour, "trailing window a delta is compared with for regressions")
 	fl.DurationVar(&f.minRegression, "min-regression", 2*time.Millisecond, "smallest increase of a delta that counts as a regression")
@@ -141,7 +145,7 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 		tokens := []string{f.sharedToken}
 		if f.tokenFile != "" {
 			var err error
-			if tokens, err = readLines(f.tokenFile); err != nil {
+			if tokens, err = readSecretLines(f.tokenFile); err != nil {
 				errs = append(errs, fmt.Errorf("--token-file: %w", err))
 			}
 		}
@@ -151,16 +155,43 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 			cfg.Auth = a
 		}
 	default:
-		a, err := f.tokenReview()
+		klog.SetSlogLogger(log.With("component", "client-go"))
+		a, err := f.tokenReview(f.serviceAccounts)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		cfg.Auth = a
-		klog.SetSlogLogger(log.With("component", "client-go"))
 	}
 
-	if f.replicationSecretFile != "" {
-		lines, err := readLines(f.replicationSecretFile)
+	switch {
+	case f.replicationSecretFile != "" && f.replicaTokenFile != "":
+		errs = append(errs, errors.New("give --replication-secret-file or --replica-token-file, not both"))
+	case f.replicaTokenFile != "":
+		if _, err := readSecretLines(f.replicaTokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("--replica-token-file: %w", err))
+		}
+		if f.tokenFile != "" || f.sharedToken != "" {
+			errs = append(errs, errors.New("--replica-token-file needs TokenReview mode (no --token-file/--shared-token); use --replication-secret-file in static mode"))
+			break
+		}
+		a, err := f.tokenReview([]string{f.replicaServiceAccount})
+		if err != nil {
+			errs = append(errs, err)
+		}
+		path := f.replicaTokenFile
+		cfg.ReplicaAuth = a
+		cfg.ReplicaToken = func() (string, error) {
+			lines, err := readSecretLines(path)
+			if err == nil && len(lines) != 1 {
+				err = fmt.Errorf("%s: want one line, found %d", path, len(lines))
+			}
+			if err != nil {
+				return "", err
+			}
+			return lines[0], nil
+		}
+	case f.replicationSecretFile != "":
+		lines, err := readSecretLines(f.replicationSecretFile)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("--replication-secret-file: %w", err))
@@ -171,7 +202,8 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("--replication-secret-file: %w", err))
 			}
-			cfg.ReplicaAuth, cfg.ReplicaToken = a, lines[0]
+			secret := lines[0]
+			cfg.ReplicaAuth, cfg.ReplicaToken = a, func() (string, error) { return secret, nil }
 		}
 	}
 	if f.peerDNS != "" {
@@ -204,7 +236,7 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 		}
 	}
 	if (len(f.peerURLs) > 0 || f.peerDNS != "") && cfg.ReplicaAuth == nil {
-		errs = append(errs, errors.New("peers need --replication-secret-file"))
+		errs = append(errs, errors.New("peers need --replica-token-file (in a cluster) or --replication-secret-file"))
 	}
 	if f.peerDNS != "" && cfg.SelfURL == "" {
 		errs = append(errs, errors.New("--peer-dns needs --advertise-url (or $POD_IP) to recognise this replica among the addresses"))
@@ -212,8 +244,9 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// tokenReview builds the TokenReview authenticator from in-cluster config or --kubeconfig.
-func (f *aggregatorFlags) tokenReview() (auth.Authenticator, error) {
+// tokenReview builds a TokenReview authenticator admitting serviceAccounts,
+// from in-cluster config or --kubeconfig.
+func (f *aggregatorFlags) tokenReview(serviceAccounts []string) (auth.Authenticator, error) {
 	var rc *rest.Config
 	var err error
 	if f.kubeconfig != "" {
@@ -230,11 +263,11 @@ func (f *aggregatorFlags) tokenReview() (auth.Authenticator, error) {
 		return nil, err
 	}
 	return auth.NewTokenReview(client.AuthenticationV1().TokenReviews(), auth.TokenReviewConfig{
-		Audience: f.audience, ServiceAccounts: f.serviceAccounts, CacheTTL: f.reviewCacheTTL})
+		Audience: f.audience, ServiceAccounts: serviceAccounts, CacheTTL: f.reviewCacheTTL})
 }
 
-// readLines returns the non-empty, trimmed lines of a file.
-func readLines(path string) ([]string, error) {
+// readSecretLines returns the non-empty, trimmed lines of a (small) file.
+func readSecretLines(path string) ([]string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err

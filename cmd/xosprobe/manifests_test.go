@@ -94,3 +94,37 @@ func TestPrometheusRuleMatchesRuleFile(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(wantJSON, &wantBack))
 	assert.Equal(t, wantBack, got, "prometheusrule.yaml is stale: go test ./cmd/xosprobe -run PrometheusRule -update-manifests")
 }
+
+// The shipped aggregator Deployment configures an aggregator that starts.
+func TestShippedAggregatorManifestConfiguresAValidAggregator(t *testing.T) {
+	dir := tempDir(t)
+	token := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(token, []byte("t"), 0o600))
+	// A kubeconfig that parses; --check-config never contacts the server.
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600))
+	data, err := os.ReadFile(filepath.Join("..", "..", "manifests", "base", "aggregator.yaml"))
+	require.NoError(t, err)
+	var dep appsv1.Deployment
+	require.NoError(t, yaml.Unmarshal(data, &dep)) // the file's first document
+	c := dep.Spec.Template.Spec.Containers[0]
+	for _, e := range c.Env {
+		t.Setenv(e.Name, "10.244.0.9") // POD_IP matters: it becomes the advertised URL
+	}
+	args := append(append([]string{}, c.Args...), "--check-config", "--kubeconfig", kubeconfig, "--replica-token-file", token)
+	out, err := execute(t, args...)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "TokenReview")
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || strings.HasPrefix(flagValue(c.Args, "--replica-token-file"), m.MountPath)
+	}
+	assert.True(t, mounted, "--replica-token-file lies in a mounted volume")
+	assert.EqualValues(t, 2, *dep.Spec.Replicas)
+}

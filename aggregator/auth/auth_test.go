@@ -1,0 +1,294 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	authv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeAPI is a TokenReview endpoint that knows a few tokens.
+type fakeAPI struct {
+	calls atomic.Int32
+	fail  atomic.Bool
+	// tokens maps a token to its user and audiences.
+	tokens map[string]struct {
+		user      string
+		audiences []string
+	}
+}
+
+func newFakeAPI() (*fakeAPI, *fake.Clientset) {
+	f := &fakeAPI{tokens: map[string]struct {
+		user      string
+		audiences []string
+	}{
+		"agent-token": {"system:serviceaccount:xosprobe:xosprobe-agent", []string{"xosprobe-aggregator"}},
+		"other-sa":    {"system:serviceaccount:default:default", []string{"xosprobe-aggregator"}},
+		"other-aud":   {"system:serviceaccount:xosprobe:xosprobe-agent", []string{"https://kubernetes.default.svc"}},
+	}}
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		f.calls.Add(1)
+		if f.fail.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		tr := a.(k8stesting.CreateAction).GetObject().(*authv1.TokenReview).DeepCopy()
+		tok, ok := f.tokens[tr.Spec.Token]
+		if !ok {
+			tr.Status = authv1.TokenReviewStatus{Error: "invalid bearer token"}
+			return true, tr, nil
+		}
+		// What the API server does: the intersection of requested and token audiences.
+		var common []string
+		for _, want := range tr.Spec.Audiences {
+			for _, have := range tok.audiences {
+				if want == have {
+					common = append(common, want)
+				}
+			}
+		}
+		if len(common) == 0 {
+			tr.Status = authv1.TokenReviewStatus{Error: "token audiences are invalid for the target audiences"}
+			return true, tr, nil
+		}
+		tr.Status = authv1.TokenReviewStatus{Authenticated: true, Audiences: common,
+			User: authv1.UserInfo{Username: tok.user, UID: "uid-" + tok.user}}
+		return true, tr, nil
+	})
+	return f, cs
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newReview(t *testing.T, cs *fake.Clientset, clk *fakeClock) *TokenReview {
+	t.Helper()
+	tr, err := NewTokenReview(cs.AuthenticationV1().TokenReviews(), TokenReviewConfig{
+		Audience: "xosprobe-aggregator", ServiceAccounts: []string{"xosprobe:xosprobe-agent"},
+		CacheTTL: time.Minute, NegativeTTL: 5 * time.Second, MaxEntries: 4, Now: clk.Now,
+	})
+	require.NoError(t, err)
+	return tr
+}
+
+func TestTokenReviewVerdicts(t *testing.T) {
+	for _, tc := range []struct {
+		name, token string
+		want        error
+		user        string
+	}{
+		{name: "agent admitted", token: "agent-token", user: "system:serviceaccount:xosprobe:xosprobe-agent"},
+		{name: "unknown token", token: "garbage", want: ErrUnauthenticated},
+		{name: "wrong service account", token: "other-sa", want: ErrForbidden},
+		{name: "wrong audience", token: "other-aud", want: ErrUnauthenticated},
+		{name: "no token", token: "", want: ErrNoToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cs := newFakeAPI()
+			tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+			id, err := tr.Authenticate(context.Background(), tc.token)
+			if tc.want != nil {
+				require.ErrorIs(t, err, tc.want)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.user, id.Username)
+		})
+	}
+}
+
+func TestTokenReviewChecksStatusAudiences(t *testing.T) {
+	// An API server that authenticates but ignores audiences must not be trusted.
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		tr := a.(k8stesting.CreateAction).GetObject().(*authv1.TokenReview).DeepCopy()
+		tr.Status = authv1.TokenReviewStatus{Authenticated: true,
+			User: authv1.UserInfo{Username: "system:serviceaccount:xosprobe:xosprobe-agent"}}
+		return true, tr, nil
+	})
+	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+	_, err := tr.Authenticate(context.Background(), "any")
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	assert.Contains(t, err.Error(), "audience")
+}
+
+func TestTokenReviewCache(t *testing.T) {
+	api, cs := newFakeAPI()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	tr := newReview(t, cs, clk)
+	ctx := context.Background()
+
+	for range 5 {
+		_, err := tr.Authenticate(ctx, "agent-token")
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, 1, api.calls.Load(), "positive answer cached")
+
+	clk.Add(59 * time.Second)
+	_, _ = tr.Authenticate(ctx, "agent-token")
+	assert.EqualValues(t, 1, api.calls.Load(), "still inside the TTL")
+	clk.Add(2 * time.Second)
+	_, _ = tr.Authenticate(ctx, "agent-token")
+	assert.EqualValues(t, 2, api.calls.Load(), "reviewed again after the TTL")
+
+	for range 3 {
+		_, err := tr.Authenticate(ctx, "other-sa")
+		require.ErrorIs(t, err, ErrForbidden)
+	}
+	assert.EqualValues(t, 3, api.calls.Load(), "negative answer cached briefly")
+	clk.Add(6 * time.Second)
+	_, err := tr.Authenticate(ctx, "other-sa")
+	require.ErrorIs(t, err, ErrForbidden)
+	assert.EqualValues(t, 4, api.calls.Load(), "negative answer expires after NegativeTTL")
+
+	hits, misses := tr.CacheStats()
+	assert.EqualValues(t, 4, misses)
+	assert.EqualValues(t, 7, hits)
+}
+
+func TestTokenReviewFailureIsNotCached(t *testing.T) {
+	api, cs := newFakeAPI()
+	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+	api.fail.Store(true)
+	_, err := tr.Authenticate(context.Background(), "agent-token")
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrForbidden), "an outage is not a verdict: %v", err)
+	api.fail.Store(false)
+	_, err = tr.Authenticate(context.Background(), "agent-token")
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, api.calls.Load())
+}
+
+func TestTokenReviewCacheBounded(t *testing.T) {
+	api, cs := newFakeAPI()
+	for i := range 10 {
+		api.tokens[fmt.Sprint("tok", i)] = struct {
+			user      string
+			audiences []string
+		}{"system:serviceaccount:xosprobe:xosprobe-agent", []string{"xosprobe-aggregator"}}
+	}
+	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+	for i := range 10 {
+		_, err := tr.Authenticate(context.Background(), fmt.Sprint("tok", i))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 4, tr.lru.Len())
+	assert.Len(t, tr.entries, 4)
+	// The most recent ones survive.
+	_, _ = tr.Authenticate(context.Background(), "tok9")
+	assert.EqualValues(t, 10, api.calls.Load())
+	_, _ = tr.Authenticate(context.Background(), "tok0")
+	assert.EqualValues(t, 11, api.calls.Load())
+}
+
+func TestTokenReviewConcurrentCallsShareOneReview(t *testing.T) {
+	api, cs := newFakeAPI()
+	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			_, err := tr.Authenticate(context.Background(), "agent-token")
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	// singleflight plus the cache: far fewer calls than requests.
+	assert.LessOrEqual(t, api.calls.Load(), int32(20))
+	assert.GreaterOrEqual(t, api.calls.Load(), int32(1))
+}
+
+func TestTokenExpiryShortensCache(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	payload := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"exp":%d,"aud":["xosprobe-aggregator"]}`, int64(1e9+10)))
+	jwt := "eyJhbGciOiJSUzI1NiJ9." + payload + ".sig"
+	api, cs := newFakeAPI()
+	api.tokens[jwt] = api.tokens["agent-token"]
+	tr := newReview(t, cs, clk)
+	_, err := tr.Authenticate(context.Background(), jwt)
+	require.NoError(t, err)
+	clk.Add(11 * time.Second)
+	_, _ = tr.Authenticate(context.Background(), jwt)
+	assert.EqualValues(t, 2, api.calls.Load(), "cache entry ends at the token's exp")
+
+	exp, ok := tokenExpiry(jwt)
+	require.True(t, ok)
+	assert.Equal(t, time.Unix(1e9+10, 0), exp)
+	for _, bad := range []string{"", "a.b", "a.!!!.c", "a." + base64.RawURLEncoding.EncodeToString([]byte(`{"exp":"x"}`)) + ".c"} {
+		_, ok := tokenExpiry(bad)
+		assert.False(t, ok, bad)
+	}
+}
+
+func TestNewTokenReviewValidates(t *testing.T) {
+	_, cs := newFakeAPI()
+	c := cs.AuthenticationV1().TokenReviews()
+	for _, cfg := range []TokenReviewConfig{
+		{ServiceAccounts: []string{"a:b"}},
+		{Audience: "x"},
+		{Audience: "x", ServiceAccounts: []string{"nocolon"}},
+		{Audience: "x", ServiceAccounts: []string{"a:b:c"}},
+		{Audience: "x", ServiceAccounts: []string{":b"}},
+	} {
+		_, err := NewTokenReview(c, cfg)
+		assert.Error(t, err, "%+v", cfg)
+	}
+}
+
+func TestSharedToken(t *testing.T) {
+	st, err := NewSharedToken("static", "s3cret", "next-s3cret")
+	require.NoError(t, err)
+	for tok, ok := range map[string]bool{"s3cret": true, "next-s3cret": true, "s3cre": false, "s3cretx": false, "": false} {
+		id, err := st.Authenticate(context.Background(), tok)
+		if ok {
+			require.NoError(t, err, tok)
+			assert.Equal(t, "static", id.Username)
+		} else {
+			require.ErrorIs(t, err, ErrUnauthenticated, tok)
+		}
+	}
+	_, err = NewSharedToken("x", " ")
+	require.Error(t, err)
+	_, err = NewSharedToken("x")
+	require.Error(t, err)
+}
+
+func TestBearerToken(t *testing.T) {
+	for h, want := range map[string]string{"Bearer abc": "abc", "bearer  abc ": "abc", "Basic abc": "", "Bearer": "", "Bearer ": "", "": ""} {
+		r, _ := http.NewRequest(http.MethodPost, "/", nil)
+		if h != "" {
+			r.Header.Set("Authorization", h)
+		}
+		got, err := BearerToken(r)
+		if want == "" {
+			require.ErrorIs(t, err, ErrNoToken, h)
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+}

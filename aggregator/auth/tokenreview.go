@@ -1,0 +1,250 @@
+package auth
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+	authv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	authv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+)
+
+// TokenReviewConfig configures a TokenReview authenticator. Zero durations
+// and sizes take the defaults.
+type TokenReviewConfig struct {
+	// Audience the agents' projected tokens are minted for; required.
+	Audience string
+	// ServiceAccounts admitted, as "namespace:name"; at least one.
+	ServiceAccounts []string
+	// CacheTTL keeps a positive answer this long (default 1 min, and never
+	// past the token's own expiry). It bounds how long a revoked token (its
+	// pod deleted) keeps working, and turns one TokenReview per batch into one
+	// per agent per TTL.
+	CacheTTL time.Duration
+	// NegativeTTL keeps a definite no (invalid token, wrong ServiceAccount)
+	// this long (default 5 s): enough to absorb an agent's retry storm, short
+	// enough that a fixed RBAC or a freshly rotated token is seen quickly.
+	NegativeTTL time.Duration
+	// MaxEntries bounds the cache (default 16384: two tokens per agent of an
+	// 8,000-node cluster during rotation).
+	MaxEntries int
+	// Timeout of one TokenReview call (default 5 s).
+	Timeout time.Duration
+	// MaxConcurrent bounds TokenReview calls in flight (default 16), so a
+	// flood of distinct bogus tokens cannot turn into a flood on the API
+	// server; the excess waits, up to Timeout.
+	MaxConcurrent int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// TokenReview authenticates projected ServiceAccount tokens through the
+// Kubernetes TokenReview API and caches the answers.
+type TokenReview struct {
+	client   authv1client.TokenReviewInterface
+	cfg      TokenReviewConfig
+	allowed  []string // full usernames
+	group    singleflight.Group
+	inflight *semaphore.Weighted
+	hits     atomic.Uint64
+	misses   atomic.Uint64
+	mu       sync.Mutex
+	entries  map[[sha256.Size]byte]*list.Element
+	lru      *list.List // of *cacheEntry, most recently used first
+	reviewer string     // for error messages
+}
+
+type cacheEntry struct {
+	key     [sha256.Size]byte
+	id      Identity
+	err     error // nil, or a definite ErrUnauthenticated / ErrForbidden
+	expires time.Time
+}
+
+// serviceAccountPrefix is how the API server names ServiceAccount users.
+const serviceAccountPrefix = "system:serviceaccount:"
+
+// NewTokenReview returns an authenticator that admits tokens of the given
+// ServiceAccounts valid for cfg.Audience.
+func NewTokenReview(client authv1client.TokenReviewInterface, cfg TokenReviewConfig) (*TokenReview, error) {
+	if client == nil {
+		return nil, errors.New("auth: nil TokenReview client")
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("auth: TokenReview needs an audience")
+	}
+	if len(cfg.ServiceAccounts) == 0 {
+		return nil, errors.New("auth: TokenReview needs the agents' ServiceAccount")
+	}
+	tr := &TokenReview{client: client, entries: map[[sha256.Size]byte]*list.Element{}, lru: list.New()}
+	for _, sa := range cfg.ServiceAccounts {
+		ns, name, ok := strings.Cut(sa, ":")
+		if !ok || ns == "" || name == "" || strings.Contains(name, ":") {
+			return nil, fmt.Errorf("auth: ServiceAccount %q: want namespace:name", sa)
+		}
+		tr.allowed = append(tr.allowed, serviceAccountPrefix+ns+":"+name)
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = time.Minute
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = 5 * time.Second
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 16384
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 16
+	}
+	tr.inflight = semaphore.NewWeighted(int64(cfg.MaxConcurrent))
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	tr.cfg = cfg
+	tr.reviewer = strings.Join(tr.allowed, ", ")
+	return tr, nil
+}
+
+// CacheStats returns how many Authenticate calls the cache answered and how
+// many went to the API server (concurrent calls for one token share a call).
+func (tr *TokenReview) CacheStats() (hits, misses uint64) {
+	return tr.hits.Load(), tr.misses.Load()
+}
+
+// Authenticate answers from the cache or asks the API server.
+func (tr *TokenReview) Authenticate(ctx context.Context, token string) (Identity, error) {
+	if token == "" {
+		return Identity{}, ErrNoToken
+	}
+	key := sha256.Sum256([]byte(token)) // the cache never holds a usable token
+	if e, ok := tr.lookup(key); ok {
+		tr.hits.Add(1)
+		return e.id, e.err
+	}
+	// Concurrent batches of one agent share one review. The call is detached
+	// from the first caller's context so its cancellation does not fail the others.
+	v, err, _ := tr.group.Do(string(key[:]), func() (any, error) {
+		tr.misses.Add(1)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tr.cfg.Timeout)
+		defer cancel()
+		if err := tr.inflight.Acquire(rctx, 1); err != nil {
+			return nil, fmt.Errorf("too many TokenReviews in flight: %w", err)
+		}
+		defer tr.inflight.Release(1)
+		e, err := tr.review(rctx, token)
+		if err != nil {
+			return nil, err
+		}
+		e.key = key
+		tr.store(e)
+		return e, nil
+	})
+	if err != nil {
+		return Identity{}, fmt.Errorf("auth: TokenReview: %w", err)
+	}
+	e := v.(*cacheEntry)
+	return e.id, e.err
+}
+
+// review asks the API server. A definite answer is returned as an entry
+// (with its error set for a no); a failure to ask is returned as an error.
+func (tr *TokenReview) review(ctx context.Context, token string) (*cacheEntry, error) {
+	res, err := tr.client.Create(ctx, &authv1.TokenReview{
+		Spec: authv1.TokenReviewSpec{Token: token, Audiences: []string{tr.cfg.Audience}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	now := tr.cfg.Now()
+	neg := func(err error) *cacheEntry { return &cacheEntry{err: err, expires: now.Add(tr.cfg.NegativeTTL)} }
+	st := res.Status
+	if !st.Authenticated {
+		msg := st.Error
+		if msg == "" {
+			msg = "rejected by TokenReview"
+		}
+		return neg(fmt.Errorf("%w: %s", ErrUnauthenticated, msg)), nil
+	}
+	// An API server that ignores audiences returns none; trusting it would
+	// admit tokens minted for anything.
+	if !slices.Contains(st.Audiences, tr.cfg.Audience) {
+		return neg(fmt.Errorf("%w: not valid for audience %q (token audiences %v)", ErrUnauthenticated, tr.cfg.Audience, st.Audiences)), nil
+	}
+	if !slices.Contains(tr.allowed, st.User.Username) {
+		return neg(fmt.Errorf("%w: %s is not the agent ServiceAccount (%s)", ErrForbidden, st.User.Username, tr.reviewer)), nil
+	}
+	expires := now.Add(tr.cfg.CacheTTL)
+	if exp, ok := tokenExpiry(token); ok && exp.Before(expires) {
+		expires = exp
+	}
+	return &cacheEntry{id: Identity{Username: st.User.Username, UID: st.User.UID}, expires: expires}, nil
+}
+
+func (tr *TokenReview) lookup(key [sha256.Size]byte) (*cacheEntry, bool) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	el, ok := tr.entries[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !tr.cfg.Now().Before(e.expires) {
+		tr.lru.Remove(el)
+		delete(tr.entries, key)
+		return nil, false
+	}
+	tr.lru.MoveToFront(el)
+	return e, true
+}
+
+func (tr *TokenReview) store(e *cacheEntry) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if el, ok := tr.entries[e.key]; ok {
+		el.Value = e
+		tr.lru.MoveToFront(el)
+		return
+	}
+	for tr.lru.Len() >= tr.cfg.MaxEntries {
+		old := tr.lru.Back()
+		tr.lru.Remove(old)
+		delete(tr.entries, old.Value.(*cacheEntry).key)
+	}
+	tr.entries[e.key] = tr.lru.PushFront(e)
+}
+
+// tokenExpiry reads the exp claim of a JWT without verifying it. It only
+// ever shortens a cache entry (TokenReview has already vouched for the
+// token), so an unverified value cannot extend anything.
+func tokenExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *float64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil || *claims.Exp <= 0 || *claims.Exp > 1e12 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(*claims.Exp), 0), true
+}
