@@ -336,9 +336,9 @@ func (a *Agent) noteVerdict(key string, r *probe.Result) {
 		a.setDenyState(key, denyState{dstOS: r.Dst.OS, blocked: r.Observed == probe.VerdictDeny})
 	}
 	a.mu.Unlock()
-	switch {
-	case state == prev:
-	case state == "":
+	switch state {
+	case prev:
+	case "":
 		a.log.Info("NetworkPolicy verdict matches again", "check", r.Check, "dst_node", r.Dst.Node, "dst_os", r.Dst.OS, "expected", r.Expected)
 	default:
 		a.log.Warn("NetworkPolicy verdict differs from the policies", "check", r.Check, "dst_node", r.Dst.Node, "dst_os", r.Dst.OS,

@@ -202,7 +202,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			_ = srv.Close()
 		}
 		cancel()
-		<-serveErr
+		if e := <-serveErr; e != nil && !errors.Is(e, http.ErrServerClosed) {
+			s.log.Warn("server stopped with an error", "error", e)
+		}
 		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 		s.peers.drain(dctx)
 		cancel()

@@ -69,7 +69,7 @@ type Config struct {
 func (c Config) normalized() (Config, labels.Selector, error) {
 	var errs []error
 	if c.Client == nil {
-		errs = append(errs, errors.New("Client is required"))
+		errs = append(errs, errors.New("the Client is required"))
 	}
 	for _, f := range []struct{ name, val string }{
 		{"Namespace", c.Namespace}, {"PodName", c.PodName}, {"NodeName", c.NodeName},
@@ -95,12 +95,12 @@ func (c Config) normalized() (Config, labels.Selector, error) {
 		key := strings.ToLower(strings.TrimSpace(k))
 		switch {
 		case key == "":
-			errs = append(errs, fmt.Errorf("Services: empty OS key for %q", name))
+			errs = append(errs, fmt.Errorf("services: empty OS key for %q", name))
 		case svcs[key] != "":
-			errs = append(errs, fmt.Errorf("Services: OS %q given twice", key))
+			errs = append(errs, fmt.Errorf("services: OS %q given twice", key))
 		default:
 			for _, msg := range validation.IsDNS1035Label(name) {
-				errs = append(errs, fmt.Errorf("Services[%s]: %q: %s", k, name, msg))
+				errs = append(errs, fmt.Errorf("services[%s]: %q: %s", k, name, msg))
 			}
 			svcs[key] = name
 		}

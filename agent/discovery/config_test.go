@@ -29,7 +29,7 @@ func TestConfigValidation(t *testing.T) {
 		{
 			name:    "bad service name",
 			edit:    func(c *Config) { c.Services = map[string]string{"linux": "Not_A_Name"} },
-			wantErr: []string{"Services[linux]"},
+			wantErr: []string{"services[linux]"},
 		},
 		{
 			name:    "OS given twice after lower-casing",

@@ -169,7 +169,7 @@ func start(t *testing.T, cs *fake.Clientset, edit ...func(*Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, cs: cs, d: d, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- d.Run(ctx) }()
-	t.Cleanup(func() { h.stop() })
+	t.Cleanup(func() { _ = h.stop() })
 	require.Eventually(t, d.Synced, wait, poll, "caches did not sync")
 	return h
 }

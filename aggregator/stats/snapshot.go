@@ -89,7 +89,7 @@ func (s *Store) MergeSnapshot(sn *Snapshot) error {
 			if err != nil {
 				return fmt.Errorf("stats: snapshot of %v: %w", ss.Key, err)
 			}
-			if !sk.IndexMapping.Equals(s.mapping) {
+			if !sk.Equals(s.mapping) {
 				return fmt.Errorf("stats: snapshot of %v: sketch mapping differs", ss.Key)
 			}
 			if !sk.GetNegativeValueStore().IsEmpty() {

@@ -317,9 +317,9 @@ func TestConcurrentUse(t *testing.T) {
 	stop := make(chan struct{})
 	var rg sync.WaitGroup
 	rg.Add(1)
+	other := newStore(t, Config{})
 	go func() {
 		defer rg.Done()
-		other := newStore(t, Config{})
 		for {
 			select {
 			case <-stop:

@@ -175,12 +175,14 @@ func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
 		}
 	}
 	snap := d.Snapshot()
-	var expect agent.ExpectFunc = agent.Declared{}.Expectations()
+	expect := agent.Declared{}.Expectations()
 	if cfg.kube.watchPolicies {
 		expect = agent.PolicyExpecter{D: d, Namespace: cfg.namespace, SelfPod: cfg.pod, Log: log}.Expectations()
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil { // canceled on purpose once the snapshot is taken
+		log.Debug("discovery stopped", "error", err)
+	}
 
 	dnsServer := cfg.dnsServer
 	if dnsServer == "" {
