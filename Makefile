@@ -31,7 +31,8 @@ test-unit: ## Linux unit and integration tests with the race detector
 test-windows: build ## Windows build's tests and binary under Wine (real QPC, real Winsock)
 	test/wine/setup.sh
 	GOOS=windows GOARCH=amd64 $(GO) test -count=1 -exec wine ./probe/... ./agent/... ./cmd/...
-	test/crossos.sh smoke
+	test/crossos.sh
+	XOSPROBE_WINDOWS_BINARY=$(CURDIR)/bin/xosprobe.exe $(GO) test -count=1 -run TestDemo -v ./cmd/xosprobe
 
 lint: ## gofmt, go vet (both OSes), golangci-lint
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -48,8 +49,9 @@ dashboards-check: ## dashboards: drift check, PromQL parse, metric/label contrac
 rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian package prometheus)
 	manifests/prometheus/test.sh
 
-demo: build ## the main job without a cluster (see README)
-	test/crossos.sh demo
+demo: build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
+	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
+	bin/xosprobe demo --duration $(or $(DEMO_DURATION),60s)
 
 bench: ## benchmarks with figures to compare (see README)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./probe/... | tee bench.out

@@ -47,6 +47,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newCheckCmd(), newServeCmd(), newAgentCmd(), newPolicyCmd(), newAggregatorCmd(), newMatrixCmd())
+	root.AddCommand(newVersionCmd(), newCheckCmd(), newServeCmd(), newAgentCmd(), newPolicyCmd(), newAggregatorCmd(), newMatrixCmd(), newDemoCmd())
 	return root
 }
