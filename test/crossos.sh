@@ -33,10 +33,7 @@ serve() {
 check() {
   local label=$1; shift
   local args=(check --target "127.0.0.1:$P_HTTP" --service "127.0.0.1:$P_HTTP" --allow-target "127.0.0.1:$P_ALLOW")
-  echo "== $label"
-  "$@" "${args[@]}" || true
   "$@" "${args[@]}" --json >"$tmp/$label.json" || true
-  echo
 }
 
 if ! command -v wine >/dev/null || [ ! -f "$windows" ]; then
@@ -62,6 +59,11 @@ for name, rep in reps.items():
     cells = [ms(v) if v else "-" for v in row]
     print(f"  {name:22} {cells[0]:>12} {cells[1]:>17} {cells[2]:>15}   {rep['clock']['clock']} "
           f"({rep['clock']['stepNs']} ns; {rep['wallClock']['stepNs']} ns)")
+for name, rep in reps.items():
+    for s in rep["steps"]:
+        if s["status"] == "fail":
+            r = s["result"]
+            print(f"  {name} {s['check']}: {r['outcome']}: {r.get('detail', '')}")
 for name, rep in reps.items():
     assert rep["passed"], f"{name}: a step failed"
     ran = [s["check"] for s in rep["steps"] if s["status"] == "pass"]

@@ -127,7 +127,7 @@ func (r *Responder) Serve(ctx context.Context) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if err := r.http.Serve(r.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := r.http.Serve(steadyListener{r.httpL}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
@@ -156,20 +156,33 @@ func (r *Responder) closeListeners() {
 // acceptAndClose completes handshakes and closes at once: the handshake is
 // the whole measurement, and holding nothing makes a flood harmless.
 func acceptAndClose(l net.Listener) {
+	sl := steadyListener{l}
 	for {
-		c, err := l.Accept()
+		c, err := sl.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and friends: back off instead of spinning.
-			time.Sleep(10 * time.Millisecond)
-			continue
+			return // closed
 		}
 		c.Close()
+	}
+}
+
+// steadyListener keeps accepting through errors that concern one connection
+// or a passing shortage, and ends only when the listener is closed.
+// http.Server.Serve stops on any accept error it does not deem temporary;
+// a probe that resets its connection before it is accepted yields one on
+// Windows (WSAECONNRESET, WSAENOTCONN under Wine) and must not take the
+// health endpoint down.
+type steadyListener struct{ net.Listener }
+
+func (l steadyListener) Accept() (net.Conn, error) {
+	backoff := time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return c, err
+		}
+		// EMFILE and friends: back off instead of spinning.
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }

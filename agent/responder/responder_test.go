@@ -2,6 +2,7 @@ package responder
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -106,4 +107,35 @@ func TestListenFailureClosesWhatItOpened(t *testing.T) {
 		slog.New(slog.DiscardHandler))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "allow port")
+}
+
+// flakyListener fails its first Accepts the way Windows does for a
+// connection reset before it was accepted.
+type flakyListener struct {
+	net.Listener
+	failures int
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if f.failures > 0 {
+		f.failures--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: errors.New("acceptex: winapi error #10057")}
+	}
+	return f.Listener.Accept()
+}
+
+func TestAcceptErrorsDoNotStopTheHealthEndpoint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
+		ReadHeaderTimeout: time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(steadyListener{&flakyListener{Listener: l, failures: 3}}) }()
+	resp, err := http.Get("http://" + l.Addr().String())
+	require.NoError(t, err, "the server survived three accept errors")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	http.DefaultClient.CloseIdleConnections()
+	require.NoError(t, srv.Close())
+	assert.ErrorIs(t, <-done, http.ErrServerClosed)
 }
