@@ -8,7 +8,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench images clean dashboards dashboards-check rules-test
+.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate images clean dashboards dashboards-check rules-test
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,14 @@ rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian pac
 demo: build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
 	bin/xosprobe demo --duration $(or $(DEMO_DURATION),60s)
+
+generate: ## rebuild the committed eBPF object and its Go bindings (Debian: clang llvm libbpf-dev)
+	@for t in clang llvm-strip; do command -v $$t >/dev/null || { echo "generate: $$t not found (apt-get install clang llvm libbpf-dev)"; exit 1; }; done
+	@test -f /usr/include/bpf/bpf_helpers.h || { echo "generate: bpf/bpf_helpers.h not found (apt-get install libbpf-dev)"; exit 1; }
+	$(GO) generate ./probe/kernelrtt/ebpf/
+
+bench-ebpf: ## CPU cost of the eBPF RTT collector on the probe (root)
+	bench/ebpf/run.sh
 
 bench: ## benchmarks with figures to compare (see README)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./probe/... | tee bench.out

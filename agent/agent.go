@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,6 +28,8 @@ import (
 	"github.com/xosprobe/xosprobe/aggregator/wire"
 	"github.com/xosprobe/xosprobe/probe"
 	"github.com/xosprobe/xosprobe/probe/clock"
+	"github.com/xosprobe/xosprobe/probe/kernelrtt"
+	"github.com/xosprobe/xosprobe/probe/kernelrtt/ebpf"
 )
 
 // Config is the agent's whole configuration; cmd/ fills it from flags.
@@ -43,6 +46,8 @@ type Config struct {
 	DNSServer string // cluster DNS host:port for the dns step's direct query; "" skips it
 	// DenyTimeout bounds the netpol steps' wait for a blocked port.
 	DenyTimeout time.Duration
+	// KernelRTT chooses where probes' kernel RTT comes from; "" is auto.
+	KernelRTT KernelRTTMode
 
 	Reporter reporter.Config // URL "" disables reporting (metrics only)
 
@@ -51,6 +56,24 @@ type Config struct {
 	ShutdownDelay time.Duration
 	Version       string
 }
+
+// KernelRTTMode chooses the source of probes' kernel RTT.
+type KernelRTTMode string
+
+const (
+	// KernelRTTAuto uses the eBPF collector when it loads (Linux, with
+	// CAP_BPF and CAP_NET_ADMIN), else the socket query, and logs why once.
+	KernelRTTAuto KernelRTTMode = "auto"
+	// KernelRTTEBPF requires the eBPF collector: the agent does not start
+	// without it.
+	KernelRTTEBPF KernelRTTMode = "ebpf"
+	// KernelRTTSocket asks each probe's socket: getsockopt(TCP_INFO) on Linux,
+	// WSAIoctl(SIO_TCP_INFO) on Windows.
+	KernelRTTSocket KernelRTTMode = "tcp_info"
+)
+
+// KernelRTTModes lists the valid modes, for flag help and validation.
+var KernelRTTModes = []KernelRTTMode{KernelRTTAuto, KernelRTTEBPF, KernelRTTSocket}
 
 // Expecter says which NetworkPolicy verdict to expect for traffic from this
 // agent to port on dst, and why (the deciding policies, for the mismatch log).
@@ -152,6 +175,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.metrics.SetClockResolution(res)
 	a.metrics.SetClockResolution(clock.MeasureResolution(clock.WallClock(), 100*time.Millisecond))
 	a.log.Info("agent starting", "node", a.cfg.Self.Node, "os", a.cfg.Self.OS, "clock", res.Clock, "clock_step", res.Step)
+	collector, err := a.openKernelRTT()
+	if err != nil {
+		return err
+	}
+	if collector != nil {
+		defer collector.Close() // after wg.Wait: no probe runs any more
+	}
 
 	adminL, err := net.Listen("tcp", a.cfg.AdminAddr)
 	if err != nil {
@@ -197,6 +227,41 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// openKernelRTT picks the kernel RTT source per the configured mode and logs
+// it once, with the reason when the eBPF collector is unavailable. A non-nil
+// collector is the prober's until the caller closes it.
+func (a *Agent) openKernelRTT() (*ebpf.Collector, error) {
+	socket := kernelrtt.SourceTCPInfo
+	if runtime.GOOS == "windows" {
+		socket = kernelrtt.SourceSIOTCPInfo
+	}
+	mode := a.cfg.KernelRTT
+	if mode == "" {
+		mode = KernelRTTAuto
+	}
+	if mode == KernelRTTSocket || (mode == KernelRTTAuto && runtime.GOOS != "linux") {
+		a.log.Info("kernel RTT source", "source", socket, "mode", mode)
+		return nil, nil
+	}
+	c, err := ebpf.Open(ebpf.Options{})
+	if err != nil {
+		if mode == KernelRTTEBPF {
+			return nil, fmt.Errorf("kernel RTT (--kernel-rtt=ebpf): %w", err)
+		}
+		// Missing privileges is the default deployment (without the ebpf
+		// overlay): worth a line, not a warning.
+		level, attrs := slog.LevelWarn, []any{"source", socket, "mode", mode, "reason", err.Error()}
+		if errors.Is(err, ebpf.ErrPermission) {
+			level, attrs = slog.LevelInfo, append(attrs, "hint", "deploy with manifests/overlays/ebpf to grant CAP_BPF and CAP_NET_ADMIN")
+		}
+		a.log.Log(context.Background(), level, "kernel RTT source: eBPF collector unavailable, asking each socket", attrs...)
+		return nil, nil
+	}
+	a.prober.RTTCollector = c
+	a.log.Info("kernel RTT source", "source", kernelrtt.SourceEBPF, "mode", mode, "cgroup", c.Cgroup(), "fallback", socket)
+	return c, nil
 }
 
 // follow recomputes the job set at start and on every source change.

@@ -40,6 +40,10 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 		close(aborted)
 	})
 
+	var mark uint64
+	if p.RTTCollector != nil {
+		mark = p.RTTCollector.Mark()
+	}
 	start := p.Clock.Now()
 	err = unix.Connect(fd, sa)
 	end := p.Clock.Now()
@@ -57,7 +61,13 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 		}
 		return nil, 0, kernelrtt.Sample{}, os.NewSyscallError("connect", err)
 	}
-	rtt := p.KernelRTT(uintptr(fd))
+	rtt, ok := kernelrtt.Sample{}, false
+	if p.RTTCollector != nil {
+		rtt, ok = p.RTTCollector.Lookup(addr, mark)
+	}
+	if !ok {
+		rtt = p.KernelRTT(uintptr(fd))
+	}
 	if !keep {
 		abortiveClose(fd)
 		return nil, end.Sub(start), rtt, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -25,14 +26,29 @@ type Prober struct {
 	// Dialer dials TCP. Its Timeout is ignored: deadlines come from ctx.
 	Dialer net.Dialer
 	// KernelRTT reads the kernel's RTT of a connected socket from its
-	// descriptor. A seam so the eBPF collector can replace TCP_INFO.
+	// descriptor: TCP_INFO / SIO_TCP_INFO, one syscall per probe.
 	KernelRTT func(fd uintptr) kernelrtt.Sample
+	// RTTCollector, when set, supplies the RTT of the probe's own connect
+	// without a syscall (the eBPF collector, Linux); KernelRTT answers for
+	// the connections it has no reading of.
+	RTTCollector RTTCollector
 	// DenyTimeout bounds the connect attempt of the netpol checks: a blocked
 	// port usually drops SYNs, so waiting the whole run timeout wastes it.
 	DenyTimeout time.Duration
 	// MaxBody is how much of a health response body is read; beyond it the
 	// check fails with OutcomeHTTPBodyTooBig instead of reading on.
 	MaxBody int64
+}
+
+// RTTCollector gathers handshake RTTs off the probe's path, so a probe looks
+// its RTT up instead of asking the socket.
+type RTTCollector interface {
+	// Mark is read just before connect(2).
+	Mark() uint64
+	// Lookup returns the RTT of the connection to remote whose handshake
+	// completed after mark, or false when it has none or cannot tell two
+	// connections apart.
+	Lookup(remote netip.AddrPort, mark uint64) (kernelrtt.Sample, bool)
 }
 
 // Defaults for New.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type agentFlags struct {
 	staticPeers, staticServices  []string
 	peersFile                    string
 	checkConfig                  bool
+	kernelRTT                    string
 	logging                      logFlags
 	kube                         kubeFlags
 }
@@ -91,6 +93,7 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 	fl.DurationVar(&f.interval, "interval", 10*time.Second, "time between runs of each (peer, check)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "deadline of one run")
 	fl.DurationVar(&f.denyTimeout, "deny-timeout", probe.DefaultDenyTimeout, "how long a NetworkPolicy check waits before calling a port blocked")
+	fl.StringVar(&f.kernelRTT, "kernel-rtt", string(agent.KernelRTTAuto), "kernel RTT source: auto (the eBPF collector when it loads, else tcp_info), ebpf (required; Linux, CAP_BPF+CAP_NET_ADMIN), tcp_info (each socket: TCP_INFO, SIO_TCP_INFO on Windows)")
 	fl.Float64Var(&f.jitter, "jitter", 0.2, "spread of the interval: each wait is interval × (1 ± jitter/2)")
 	fl.Int64Var(&f.maxInFlight, "max-in-flight", 64, "probe runs in flight at once")
 	fl.IntVar(&f.peersCfg.SameOS, "k-same", f.peersCfg.SameOS, "peers of this node's OS to probe")
@@ -140,6 +143,9 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 	if err := f.peersCfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if !slices.Contains(agent.KernelRTTModes, agent.KernelRTTMode(f.kernelRTT)) {
+		errs = append(errs, fmt.Errorf("--kernel-rtt %q must be one of %v", f.kernelRTT, agent.KernelRTTModes))
+	}
 	cfg := agent.Config{
 		Self:          probe.Endpoint{Pod: f.pod, Node: f.node, OS: f.osName},
 		ListenIP:      f.listenIP,
@@ -150,6 +156,7 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 		HTTPPath:      probe.DefaultHTTPPath,
 		DNSServer:     f.dnsServer,
 		DenyTimeout:   f.denyTimeout,
+		KernelRTT:     agent.KernelRTTMode(f.kernelRTT),
 		ShutdownDelay: f.shutdownDelay,
 		Version:       version,
 	}

@@ -152,7 +152,12 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags) error {
 	aggCtx, stopAgg := context.WithCancel(context.Background())
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- agg.Run(aggCtx, aggL) }()
-	defer func() { stopAgg(); <-aggDone }()
+	defer func() {
+		stopAgg()
+		if err := <-aggDone; err != nil {
+			fmt.Fprintln(out, "aggregator:", err)
+		}
+	}()
 
 	// The agents: six consecutive loopback ports each (probe ports and admin).
 	var agents []*demoAgent
