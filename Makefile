@@ -8,7 +8,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate images clean dashboards dashboards-check rules-test
+.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate images clean dashboards dashboards-check rules-test prometheus-live
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ bin/xosprobe.exe: FORCE
 
 FORCE:
 
-test: lint test-unit test-windows dashboards-check rules-test ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules
+test: lint test-unit test-windows dashboards-check rules-test prometheus-live ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules, both against a real Prometheus
 
 test-unit: ## Linux unit and integration tests with the race detector
 	$(GO) test -race -count=1 ./...
@@ -48,6 +48,9 @@ dashboards-check: ## dashboards: drift check, PromQL parse, metric/label contrac
 
 rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian package prometheus)
 	manifests/prometheus/test.sh
+
+prometheus-live: build ## every dashboard query and alert rule against a real Prometheus scraping the demo mesh
+	test/prometheus/live.sh
 
 demo: build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
