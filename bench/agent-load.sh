@@ -27,7 +27,7 @@ for n in ${counts[@]}; do
   for ((i = 0; i < n; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$peers"
   ip netns exec "$ns" bin/xosprobe agent --node self --listen-ip 127.0.0.1 --port-base 20440 --admin-addr 127.0.0.1:20445 \
     --peers-file "$peers" --k-cross "$n" --max-peers "$((n + 3))" --interval 1s --timeout 900ms --deny-timeout 200ms \
-    --shutdown-delay 0s --log-level error &
+    --shutdown-delay 0s --log-level error ${AGENT_FLAGS:-} &
   pid=$!
   sleep 5 # warm up: staggered starts spread over the first interval
   read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)

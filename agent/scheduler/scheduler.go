@@ -34,6 +34,10 @@ type Config struct {
 	Timeout  time.Duration // per-run deadline; at most Interval
 	// MaxInFlight bounds concurrent runs across all jobs.
 	MaxInFlight int64
+	// Quantum aligns every run to a multiple of it on the wall clock, so runs
+	// due within one quantum share one wake-up of the process. On an idle VM
+	// each wake-up costs far more CPU than the probe itself; 0 disables.
+	Quantum time.Duration
 }
 
 // Scheduler runs jobs. Create with New, then call Run once and Update any time.
@@ -138,7 +142,7 @@ func (s *Scheduler) start(l *loop) {
 // loop runs job every interval. The first run waits a stagger derived from the
 // key, so a restart does not fire every job at once and the spread is stable.
 func (s *Scheduler) loop(ctx context.Context, job Job) {
-	t := time.NewTimer(stagger(job.Key, s.cfg.Interval))
+	t := time.NewTimer(s.align(stagger(job.Key, s.cfg.Interval)))
 	defer t.Stop()
 	for {
 		select {
@@ -147,8 +151,21 @@ func (s *Scheduler) loop(ctx context.Context, job Job) {
 		case <-t.C:
 		}
 		s.once(ctx, job)
-		t.Reset(s.jittered())
+		t.Reset(s.align(s.jittered()))
 	}
+}
+
+// align stretches a wait so it ends on a quantum boundary.
+func (s *Scheduler) align(wait time.Duration) time.Duration {
+	q := s.cfg.Quantum
+	if q <= 0 {
+		return wait
+	}
+	at := time.Now().Add(wait).UnixNano()
+	if r := at % int64(q); r != 0 {
+		wait += q - time.Duration(r)
+	}
+	return wait
 }
 
 func (s *Scheduler) once(ctx context.Context, job Job) {

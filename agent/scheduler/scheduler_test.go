@@ -170,3 +170,20 @@ func TestRunReturnsPromptlyWithRunsInFlight(t *testing.T) {
 	s.Update([]Job{job("d")}) // after Run: accepted, never started
 	assert.Zero(t, rec.count("d"))
 }
+
+func TestAlignEndsWaitsOnQuantumBoundaries(t *testing.T) {
+	const q = 100 * time.Millisecond
+	s := New(Config{Interval: time.Second, Quantum: q}, nil, nil, nil)
+	for _, wait := range []time.Duration{0, time.Millisecond, 333 * time.Millisecond, time.Second, 1234567 * time.Microsecond} {
+		before := time.Now()
+		got := s.align(wait)
+		after := time.Now()
+		assert.GreaterOrEqual(t, got, wait, "never shorter")
+		assert.Less(t, got, wait+q+(after.Sub(before)), "at most one quantum longer")
+		// A boundary lies where the stretched wait ends, give or take the call's own duration.
+		lo, hi := before.Add(got).UnixNano(), after.Add(got).UnixNano()
+		assert.True(t, lo%int64(q) == 0 || lo/int64(q) != hi/int64(q), "wait %v -> %v does not end on a boundary", wait, got)
+	}
+	off := New(Config{Interval: time.Second}, nil, nil, nil)
+	assert.Equal(t, 333*time.Millisecond, off.align(333*time.Millisecond), "no quantum, no change")
+}

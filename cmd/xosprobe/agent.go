@@ -30,6 +30,7 @@ type agentFlags struct {
 	interval, timeout            time.Duration
 	denyTimeout, shutdownDelay   time.Duration
 	jitter                       float64
+	quantum                      time.Duration
 	maxInFlight                  int64
 	peersCfg                     peers.Config
 	dnsServer                    string
@@ -96,6 +97,7 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 	fl.StringVar(&f.kernelRTT, "kernel-rtt", string(agent.KernelRTTAuto), "kernel RTT source: auto (the eBPF collector when it loads, else tcp_info), ebpf (required; Linux, CAP_BPF+CAP_NET_ADMIN), tcp_info (each socket: TCP_INFO, SIO_TCP_INFO on Windows)")
 	fl.Float64Var(&f.jitter, "jitter", 0.2, "spread of the interval: each wait is interval × (1 ± jitter/2)")
 	fl.Int64Var(&f.maxInFlight, "max-in-flight", 64, "probe runs in flight at once")
+	fl.DurationVar(&f.quantum, "quantum", 0, "align runs to multiples of this, so runs due together share one wake-up (0: off)")
 	fl.IntVar(&f.peersCfg.SameOS, "k-same", f.peersCfg.SameOS, "peers of this node's OS to probe")
 	fl.IntVar(&f.peersCfg.CrossOS, "k-cross", f.peersCfg.CrossOS, "peers of the other OS to probe")
 	fl.IntVar(&f.peersCfg.MinCrossProbers, "min-cross-probers", f.peersCfg.MinCrossProbers, "agents of the other OS that must probe every node")
@@ -152,7 +154,7 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 		Ports:         f.ports,
 		AdminAddr:     f.adminAddr,
 		Peers:         f.peersCfg,
-		Scheduler:     scheduler.Config{Interval: f.interval, Jitter: f.jitter, Timeout: f.timeout, MaxInFlight: f.maxInFlight},
+		Scheduler:     scheduler.Config{Interval: f.interval, Jitter: f.jitter, Timeout: f.timeout, MaxInFlight: f.maxInFlight, Quantum: f.quantum},
 		HTTPPath:      probe.DefaultHTTPPath,
 		DNSServer:     f.dnsServer,
 		DenyTimeout:   f.denyTimeout,
