@@ -5,7 +5,9 @@
 #
 #   bench/agent-load.sh [SECONDS] [PEER COUNTS...]      e.g. bench/agent-load.sh 60 10 100 1000
 #
-# Prints per peer count: probes/s, agent RSS (MiB), agent CPU (% of one core).
+# Prints per peer count: probes/s, agent RSS and its anonymous part (MiB; the
+# rest is the binary's mapped text), agent CPU (% of one core).
+# AGENT_FLAGS adds agent flags, e.g. AGENT_FLAGS="--quantum 100ms".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}; shift || true
@@ -21,7 +23,7 @@ ip netns exec "$ns" bin/xosprobe serve --node peers >/dev/null 2>&1 &
 sleep 0.5
 
 ticks=$(getconf CLK_TCK)
-printf '%-6s %10s %10s %12s\n' peers probes/s rss-MiB cpu-%core
+printf '%-6s %10s %10s %10s %12s\n' peers probes/s rss-MiB anon-MiB cpu-%core
 for n in ${counts[@]}; do
   peers=$(mktemp)
   for ((i = 0; i < n; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$peers"
@@ -36,8 +38,9 @@ for n in ${counts[@]}; do
   read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
   p1=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
   rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)
+  anon=$(awk '/RssAnon/ {printf "%.1f", $2/1024}' /proc/$pid/status)
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -f "$peers"
-  printf '%-6s %10.0f %10s %12.2f\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" \
+  printf '%-6s %10.0f %10s %10s %12.2f\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" \
     "$(echo "100*(($u1+$s1)-($u0+$s0))/$ticks/$secs" | bc -l)"
 done
