@@ -14,9 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/xosprobe/xosprobe/aggregator"
@@ -247,18 +244,7 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 // tokenReview builds a TokenReview authenticator admitting serviceAccounts,
 // from in-cluster config or --kubeconfig.
 func (f *aggregatorFlags) tokenReview(serviceAccounts []string) (auth.Authenticator, error) {
-	var rc *rest.Config
-	var err error
-	if f.kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config for TokenReview: %w (outside a cluster, give --kubeconfig or a static --token-file)", err)
-	}
-	rc.UserAgent = "xosprobe-aggregator/" + version
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kubeClient(f.kubeconfig, "xosprobe-aggregator", "give --kubeconfig or a static --token-file")
 	if err != nil {
 		return nil, err
 	}

@@ -63,17 +63,23 @@ func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*d
 }
 
 func (k *kubeFlags) newClient() (kubernetes.Interface, error) {
+	return kubeClient(k.kubeconfig, "xosprobe", "give --kubeconfig or static --peer flags")
+}
+
+// kubeClient builds a client from kubeconfig, or from the in-cluster config
+// when kubeconfig is empty; outside says what to do outside a cluster.
+func kubeClient(kubeconfig, agent, outside string) (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
-	if k.kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", k.kubeconfig)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 	} else {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config: %w (outside a cluster, give --kubeconfig or static --peer flags)", err)
+		return nil, fmt.Errorf("kubernetes client config: %w (outside a cluster, %s)", err, outside)
 	}
-	cfg.UserAgent = "xosprobe/" + version
+	cfg.UserAgent = agent + "/" + version
 	return kubernetes.NewForConfig(cfg)
 }
 
