@@ -246,7 +246,7 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 func (f *aggregatorFlags) tokenReview(serviceAccounts []string) (auth.Authenticator, error) {
 	client, err := kubeClient(f.kubeconfig, "xosprobe-aggregator", "give --kubeconfig or a static --token-file")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("TokenReview: %w", err)
 	}
 	return auth.NewTokenReview(client.AuthenticationV1().TokenReviews(), auth.TokenReviewConfig{
 		Audience: f.audience, ServiceAccounts: serviceAccounts, CacheTTL: f.reviewCacheTTL})
