@@ -30,7 +30,7 @@ func isTimeout(err error) bool {
 		return true
 	}
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return (errors.As(err, &ne) && ne.Timeout()) || isOSTimeout(err)
 }
 
 func isCanceled(ctxErr error) bool { return errors.Is(ctxErr, context.Canceled) }

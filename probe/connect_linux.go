@@ -23,9 +23,10 @@ import (
 // With keep false the socket is closed before return and conn is nil;
 // otherwise it is switched to non-blocking and handed to the runtime poller.
 func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (conn, time.Duration, kernelrtt.Sample, error) {
-	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())})
-	if addr.Addr().Is6() && !addr.Addr().Is4In6() {
-		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: addr.Addr().As16(), Port: int(addr.Port())}
+	ip := addr.Addr().Unmap()
+	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Addr: ip.As16(), Port: int(addr.Port())})
+	if ip.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: ip.As4(), Port: int(addr.Port())}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, kernelrtt.Sample{}, err

@@ -76,8 +76,16 @@ func TestHTTPReportsKernelRTT(t *testing.T) {
 func TestConnectWaitsForARetransmittedSYN(t *testing.T) {
 	addr := blackholeAddr(t)
 	l := blackholes[addr]
+	port := netip.MustParseAddrPort(addr).Port()
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		// Free the queue only once the probe's first SYN is out and dropped:
+		// its socket sits in SYN_SENT (state 02) towards the port.
+		for range 500 {
+			if socketsInState(t, port, "02") > 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		if c, err := l.Accept(); err == nil {
 			c.Close()
 		}
@@ -99,15 +107,25 @@ func TestConnectOnlyChecksLeaveNoTimeWait(t *testing.T) {
 		r := p.TCP(context.Background(), Target{Addr: addr})
 		require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
 	}
-	port := netip.MustParseAddrPort(addr).Port()
+	timeWait := socketsInState(t, netip.MustParseAddrPort(addr).Port(), "06")
+	assert.Zero(t, timeWait, "TIME_WAIT sockets on the probed port")
+}
+
+// socketsInState counts IPv4 sockets with port at either end in the given
+// /proc/net/tcp state (02 SYN_SENT, 06 TIME_WAIT).
+func socketsInState(t *testing.T, port uint16, state string) int {
 	data, err := os.ReadFile("/proc/net/tcp")
-	require.NoError(t, err)
-	timeWait := 0
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	n := 0
+	suffix := fmt.Sprintf(":%04X", port)
 	for _, line := range strings.Split(string(data), "\n")[1:] {
 		f := strings.Fields(line)
-		if len(f) > 3 && f[3] == "06" && (strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) || strings.HasSuffix(f[2], fmt.Sprintf(":%04X", port))) {
-			timeWait++
+		if len(f) > 3 && f[3] == state && (strings.HasSuffix(f[1], suffix) || strings.HasSuffix(f[2], suffix)) {
+			n++
 		}
 	}
-	assert.Zero(t, timeWait, "TIME_WAIT sockets on the probed port")
+	return n
 }
