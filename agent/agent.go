@@ -115,9 +115,11 @@ type Agent struct {
 	report  *reporter.Reporter // nil when reporting is off
 	sched   *scheduler.Scheduler
 
-	ready   atomic.Bool
-	mu      sync.Mutex
-	lastSel []peers.Peer
+	ready atomic.Bool
+	// draining is set once shutdown starts: nothing may turn ready true again.
+	draining atomic.Bool
+	mu       sync.Mutex
+	lastSel  []peers.Peer
 	// why holds the expecter's reason per netpol job key; mismatch the last
 	// mismatch logged per key, so each change is logged once.
 	why      map[string]string
@@ -215,6 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	goRun(func() { a.follow(probeCtx) })
 
 	<-ctx.Done()
+	a.draining.Store(true)
 	a.ready.Store(false)
 	a.log.Info("shutting down: not ready, draining", "delay", a.cfg.ShutdownDelay)
 	time.Sleep(a.cfg.ShutdownDelay)
@@ -270,7 +273,7 @@ func (a *Agent) follow(ctx context.Context) {
 		v := a.source.View()
 		if v.Synced {
 			a.sched.Update(a.jobs(v))
-			a.ready.Store(true)
+			a.ready.Store(!a.draining.Load())
 		}
 		select {
 		case <-ctx.Done():
@@ -395,7 +398,12 @@ func (a *Agent) noteVerdict(key string, r *probe.Result) {
 		state = string(r.Expected) + "/" + string(r.Observed)
 	}
 	a.mu.Lock()
-	prev, why := a.mismatch[key], a.why[key]
+	prev := a.mismatch[key]
+	why, current := a.why[key]
+	if !current { // a run of a job the last recomputation removed: its peer is gone
+		a.mu.Unlock()
+		return
+	}
 	a.mismatch[key] = state
 	if r.Check == probe.CheckNetpolDeny && r.Expected == probe.VerdictDeny && r.Observed != "" {
 		a.setDenyState(key, denyState{dstOS: r.Dst.OS, blocked: r.Observed == probe.VerdictDeny})

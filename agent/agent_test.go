@@ -210,6 +210,9 @@ func TestNetpolEnforcedRatio(t *testing.T) {
 		a.noteVerdict(key, &probe.Result{Check: probe.CheckNetpolDeny, Dst: probe.Endpoint{OS: dstOS},
 			Expected: probe.VerdictDeny, Observed: observed})
 	}
+	// The jobs the last recomputation made; runs of other keys are ignored.
+	a.why = map[string]string{"win-1/netpol-deny": "", "win-2/netpol-deny": "", "lin-2/netpol-deny": ""}
+	deny("gone-1/netpol-deny", "windows", probe.VerdictAllow)
 	deny("win-1/netpol-deny", "windows", probe.VerdictDeny)
 	deny("win-2/netpol-deny", "windows", probe.VerdictAllow)
 	deny("lin-2/netpol-deny", "linux", probe.VerdictDeny)
