@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -62,6 +63,12 @@ type Reporter struct {
 	client *http.Client
 	log    *slog.Logger
 	stats  Stats
+
+	// pending holds cut batches the aggregator has not acknowledged. They are
+	// retried under their own IDs, never re-cut into new batches, which the
+	// aggregator could count twice. Only the Run goroutine touches it; it
+	// holds at most one batch's results (split halves included).
+	pending []*wire.Batch
 
 	mu   sync.Mutex
 	ring []wire.Result // circular buffer of cap BufferSize
@@ -157,6 +164,13 @@ func (r *Reporter) Run(ctx context.Context) {
 			gctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			r.flush(gctx, false)
 			cancel()
+			lost := len(r.take(len(r.ring)))
+			for _, b := range r.pending {
+				lost += len(b.Results)
+			}
+			if lost > 0 {
+				r.stats.Dropped("shutdown", lost)
+			}
 			return
 		case <-t.C:
 		case <-r.kick:
@@ -169,20 +183,26 @@ func (r *Reporter) Run(ctx context.Context) {
 // is retried with backoff until it is accepted, rejected or ctx ends.
 func (r *Reporter) flush(ctx context.Context, retry bool) {
 	for ctx.Err() == nil {
-		results := r.take(r.cfg.MaxBatch)
-		if len(results) == 0 {
-			return
+		var b *wire.Batch
+		if len(r.pending) > 0 {
+			b, r.pending = r.pending[0], r.pending[1:]
+		} else {
+			results := r.take(r.cfg.MaxBatch)
+			if len(results) == 0 {
+				return
+			}
+			r.seq++
+			b = &wire.Batch{ID: r.idPrefix + strconv.FormatUint(r.seq, 10), Agent: r.cfg.Agent, Results: results}
 		}
-		r.seq++
-		b := &wire.Batch{ID: r.idPrefix + strconv.FormatUint(r.seq, 10), Agent: r.cfg.Agent, Results: results}
 		if !r.deliver(ctx, b, retry) {
 			return
 		}
 	}
 }
 
-// deliver sends b until it is accepted (true) or given up (false). Splits it
-// in halves when the aggregator says it is too large.
+// deliver sends b until it is accepted (true) or given up (false); a batch
+// given up is left at the front of pending. Splits it in halves when the
+// aggregator says it is too large.
 func (r *Reporter) deliver(ctx context.Context, b *wire.Batch, retry bool) bool {
 	backoff := r.cfg.MinBackoff
 	for attempt := 1; ; attempt++ {
@@ -198,7 +218,11 @@ func (r *Reporter) deliver(ctx context.Context, b *wire.Batch, retry bool) bool 
 			half := len(b.Results) / 2
 			first := &wire.Batch{ID: b.ID + "a", Agent: b.Agent, Results: b.Results[:half]}
 			second := &wire.Batch{ID: b.ID + "b", Agent: b.Agent, Results: b.Results[half:]}
-			return r.deliver(ctx, first, retry) && r.deliver(ctx, second, retry)
+			if !r.deliver(ctx, first, retry) {
+				r.pending = slices.Insert(r.pending, 1, second) // right behind first
+				return false
+			}
+			return r.deliver(ctx, second, retry)
 		case errors.As(err, &se) && se.permanent():
 			r.stats.SendError(se.reason())
 			r.stats.Dropped("rejected", len(b.Results))
@@ -217,41 +241,19 @@ func (r *Reporter) deliver(ctx context.Context, b *wire.Batch, retry bool) bool 
 			r.log.Warn("sending results to the aggregator failed; retrying", "batch", b.ID, "attempt", attempt, "error", err)
 		}
 		if !retry || ctx.Err() != nil {
-			r.requeue(b.Results)
+			r.pending = slices.Insert(r.pending, 0, b)
 			return false
 		}
 		// Full jitter: spread the agents of a whole cluster when the aggregator returns.
 		wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
 		select {
 		case <-ctx.Done():
-			r.requeue(b.Results)
+			r.pending = slices.Insert(r.pending, 0, b)
 			return false
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, r.cfg.MaxBackoff)
 	}
-}
-
-// requeue puts unsent results back at the front of the buffer so shutdown
-// and the next flush lose nothing that still fits.
-func (r *Reporter) requeue(results []wire.Result) {
-	r.mu.Lock()
-	room := len(r.ring) - r.n
-	keep := results
-	if len(keep) > room {
-		keep = keep[len(keep)-room:] // the newest of them; older ones are the drop-oldest victims
-	}
-	for i := len(keep) - 1; i >= 0; i-- {
-		r.head = (r.head - 1 + len(r.ring)) % len(r.ring)
-		r.ring[r.head] = keep[i]
-		r.n++
-	}
-	n := r.n
-	r.mu.Unlock()
-	if lost := len(results) - len(keep); lost > 0 {
-		r.stats.Dropped("buffer_full", lost)
-	}
-	r.stats.Buffered(n)
 }
 
 type statusError struct {

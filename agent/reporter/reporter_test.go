@@ -299,3 +299,37 @@ func uniq(s []string) map[string]bool {
 	}
 	return m
 }
+
+// A batch the aggregator has not acknowledged is retried under its own ID —
+// both halves of a split too — and nothing is lost or re-cut in between.
+func TestUnacknowledgedBatchesKeepTheirIDs(t *testing.T) {
+	agg := &aggregator{respond: func(n int64, b *wire.Batch) int {
+		switch {
+		case len(b.Results) > 5:
+			return http.StatusRequestEntityTooLarge
+		case n == 2:
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}}
+	srv := httptest.NewServer(agg)
+	defer srv.Close()
+	st := newStats()
+	r := newReporter(fastConfig(srv.URL), st)
+	for i := range 10 {
+		r.Add(result(i))
+	}
+	r.flush(context.Background(), false) // 413, split, first half 503: both halves wait
+	require.Len(t, r.pending, 2)
+	first, second := r.pending[0].ID, r.pending[1].ID
+	assert.Len(t, r.pending[0].Results, 5)
+	assert.Len(t, r.pending[1].Results, 5)
+	assert.Zero(t, st.get(func(s *stats) int { return s.dropped["rejected"] + s.dropped["buffer_full"] }))
+
+	r.Add(result(10)) // newer results queue behind the pending batches
+	r.flush(context.Background(), false)
+	ids, n := agg.accepted()
+	assert.Equal(t, []string{first, second}, ids[:2], "retried under the same IDs, in order")
+	assert.Equal(t, 11, n)
+	assert.Empty(t, r.pending)
+}
