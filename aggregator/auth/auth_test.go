@@ -26,6 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeAPI struct {
 	calls atomic.Int32
 	fail  atomic.Bool
+	gate  chan struct{} // when set, reviews block until it is closed
 	// tokens maps a token to its user and audiences.
 	tokens map[string]struct {
 		user      string
@@ -45,6 +46,9 @@ func newFakeAPI() (*fakeAPI, *fake.Clientset) {
 	cs := fake.NewClientset()
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		f.calls.Add(1)
+		if f.gate != nil {
+			<-f.gate
+		}
 		if f.fail.Load() {
 			return true, nil, errors.New("connection refused")
 		}
@@ -209,6 +213,9 @@ func TestTokenReviewCacheBounded(t *testing.T) {
 func TestTokenReviewConcurrentCallsShareOneReview(t *testing.T) {
 	api, cs := newFakeAPI()
 	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+	// The review blocks until all callers have had time to arrive: with
+	// singleflight they wait on the one call in flight, then the cache answers.
+	api.gate = make(chan struct{})
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
@@ -216,10 +223,11 @@ func TestTokenReviewConcurrentCallsShareOneReview(t *testing.T) {
 			assert.NoError(t, err)
 		})
 	}
+	require.Eventually(t, func() bool { return api.calls.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // let the other 19 pile up behind it
+	close(api.gate)
 	wg.Wait()
-	// singleflight plus the cache: far fewer calls than requests.
-	assert.LessOrEqual(t, api.calls.Load(), int32(20))
-	assert.GreaterOrEqual(t, api.calls.Load(), int32(1))
+	assert.EqualValues(t, 1, api.calls.Load(), "20 concurrent callers, one TokenReview")
 }
 
 func TestTokenExpiryShortensCache(t *testing.T) {
