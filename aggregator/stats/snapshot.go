@@ -79,7 +79,11 @@ func (s *Store) MergeSnapshot(sn *Snapshot) error {
 		return err
 	}
 	provider := store.Provider(func() store.Store { return store.NewCollapsingLowestDenseStore(s.maxBins) })
-	for _, ss := range sn.Series {
+	// Decode and check everything before merging anything: a snapshot that
+	// fails halfway must not leave half of it merged (a retry would count
+	// that half twice).
+	decoded := make([][]pendingBucket, len(sn.Series))
+	for i, ss := range sn.Series {
 		pending := make([]pendingBucket, 0, len(ss.Buckets))
 		for _, b := range ss.Buckets {
 			if b.Tier < 0 || b.Tier >= len(s.tiers) {
@@ -97,7 +101,10 @@ func (s *Store) MergeSnapshot(sn *Snapshot) error {
 			}
 			pending = append(pending, pendingBucket{tier: b.Tier, epoch: b.Epoch, sk: sk})
 		}
-		if err := s.mergeBuckets(ss.Key, pending); err != nil {
+		decoded[i] = pending
+	}
+	for i, ss := range sn.Series {
+		if err := s.mergeBuckets(ss.Key, decoded[i]); err != nil {
 			return err
 		}
 	}

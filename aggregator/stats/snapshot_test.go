@@ -148,3 +148,20 @@ func TestMergeRejects(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot with one bad series merges nothing, so a retry cannot count the
+// good part twice.
+func TestMergeSnapshotIsAllOrNothing(t *testing.T) {
+	src := newStore(t, Config{})
+	require.NoError(t, src.Add(keyLL, 0.001, t0))
+	require.NoError(t, src.Add(keyWW, 0.002, t0))
+	sn := src.Snapshot()
+	require.Len(t, sn.Series, 2)
+	last := &sn.Series[len(sn.Series)-1]
+	last.Buckets[0].Sketch = []byte{0xff, 0xff, 0xff} // undecodable
+
+	dst := newStore(t, Config{})
+	require.Error(t, dst.MergeSnapshot(sn))
+	assert.Zero(t, count5m(t, dst, t0, keyLL))
+	assert.Zero(t, count5m(t, dst, t0, keyWW))
+}
