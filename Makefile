@@ -8,7 +8,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate images clean dashboards dashboards-check rules-test prometheus-live
+.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate images clean dashboards dashboards-check rules-test prometheus-live e2e
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian pac
 
 prometheus-live: build ## every dashboard query and alert rule against a real Prometheus scraping the demo mesh
 	test/prometheus/live.sh
+
+e2e: build ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
+	bash test/e2e/build.sh
+	cd test/e2e && XOSPROBE_E2E_STRICT=1 $(GO) test -count=1 -timeout 40m -v ./...
 
 demo: build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi

@@ -30,6 +30,12 @@ type PodSpec struct {
 	// ServiceAccount, when set, becomes spec.serviceAccountName. No token is
 	// mounted: get one with the TokenRequest API if the workload needs it.
 	ServiceAccount string
+	// SecurityContext and ContainerSecurityContext, when set, go to the Pod
+	// object as a kubelet's pod would carry them from its template (a
+	// namespace enforcing Pod Security "restricted" rejects pods without).
+	// The harness still runs the workload as the test's user.
+	SecurityContext          *corev1.PodSecurityContext
+	ContainerSecurityContext *corev1.SecurityContext
 }
 
 // Pod is a network namespace on its node's bridge plus the Pod object whose
@@ -162,10 +168,12 @@ func (p *Pod) createObject(ctx context.Context, spec PodSpec) error {
 			ServiceAccountName:            spec.ServiceAccount,
 			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
+			SecurityContext:               spec.SecurityContext,
 			Containers: []corev1.Container{{
-				Name:  "main",
-				Image: "xosprobe-e2e.invalid/netns:" + string(nodeOS), // never pulled
-				Ports: spec.Ports,
+				Name:            "main",
+				Image:           "xosprobe-e2e.invalid/netns:" + string(nodeOS), // never pulled
+				Ports:           spec.Ports,
+				SecurityContext: spec.ContainerSecurityContext,
 			}},
 		},
 	}

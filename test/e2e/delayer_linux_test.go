@@ -1,0 +1,274 @@
+//go:build linux
+
+package e2e
+
+// The NFQUEUE delayer of probe/kernelrtt/ebpf (nfqueue_linux_test.go), copied
+// (that one is test code of another module) and extended to record the hold
+// it actually applied to every packet: the ground truth the aggregator's
+// delta is compared with. Its hold can be changed while it runs.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// delayer holds every packet of an NFQUEUE queue for a fixed time, then
+// accepts it: the delay this kernel cannot add with tc netem. It speaks
+// nfnetlink_queue directly (config: bind + copy metadata only; per packet: an
+// NF_ACCEPT verdict by id).
+type delayer struct {
+	fd      int
+	queue   uint16
+	holdNS  atomic.Int64
+	holdsMu sync.Mutex
+	holds   []time.Duration // applied holds since the last takeHolds
+	stop    atomic.Bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+	held    atomic.Int64
+	writeMu sync.Mutex
+	err     error
+}
+
+const (
+	nfnlSubsysQueue     = 3
+	nfqnlMsgPacket      = 0
+	nfqnlMsgVerdict     = 1
+	nfqnlMsgConfig      = 2
+	nfqaCfgCmd          = 1
+	nfqaCfgParams       = 2
+	nfqaPacketHdr       = 1
+	nfqaVerdictHdr      = 2
+	nfqnlCfgCmdBind     = 1
+	nfqnlCopyMeta       = 1
+	nfAccept            = 1
+	nlmsgHdrLen         = 16
+	nfgenmsgLen         = 4
+	netlinkRecvTimeoutM = 50 * time.Millisecond
+)
+
+// startDelayer binds queue in the network namespace ns.
+func startDelayer(ns string, queue uint16, hold time.Duration) (*delayer, error) {
+	d := &delayer{queue: queue, done: make(chan struct{})}
+	d.holdNS.Store(int64(hold))
+	err := inNetns(ns, func() (err error) {
+		d.fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netfilter netlink socket: %w", err)
+	}
+	if err := unix.Bind(d.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(d.fd)
+		return nil, err
+	}
+	tv := unix.NsecToTimeval(netlinkRecvTimeoutM.Nanoseconds())
+	_ = unix.SetsockoptTimeval(d.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	cmd := []byte{nfqnlCfgCmdBind, 0, 0, unix.AF_INET}
+	params := binary.BigEndian.AppendUint32(nil, 0xffff) // copy range (unused with metadata only)
+	params = append(params, nfqnlCopyMeta)
+	if err := d.request(nfqnlMsgConfig, unix.NLM_F_ACK, attr(nfqaCfgCmd, cmd), attr(nfqaCfgParams, params)); err != nil {
+		unix.Close(d.fd)
+		return nil, fmt.Errorf("binding queue %d: %w", queue, err)
+	}
+	go d.run()
+	return d, nil
+}
+
+func attr(typ uint16, data []byte) []byte {
+	b := binary.NativeEndian.AppendUint16(nil, uint16(4+len(data)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func (d *delayer) send(msgType uint16, flags uint16, attrs ...[]byte) error {
+	body := []byte{unix.AF_UNSPEC, 0, 0, 0}
+	binary.BigEndian.PutUint16(body[2:], d.queue)
+	for _, a := range attrs {
+		body = append(body, a...)
+	}
+	msg := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
+	msg = binary.NativeEndian.AppendUint16(msg, nfnlSubsysQueue<<8|msgType)
+	msg = binary.NativeEndian.AppendUint16(msg, unix.NLM_F_REQUEST|flags)
+	msg = binary.NativeEndian.AppendUint32(msg, 0) // seq
+	msg = binary.NativeEndian.AppendUint32(msg, 0) // pid: the kernel
+	msg = append(msg, body...)
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	return unix.Sendto(d.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+}
+
+// request sends a message and waits for its netlink ACK.
+func (d *delayer) request(msgType uint16, flags uint16, attrs ...[]byte) error {
+	if err := d.send(msgType, flags, attrs...); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(d.fd, buf, 0)
+	if err != nil {
+		return err
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 {
+			if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
+				return unix.Errno(-code)
+			}
+			return nil
+		}
+	}
+	return errors.New("no netlink ACK")
+}
+
+func (d *delayer) run() {
+	defer close(d.done)
+	buf := make([]byte, 64<<10)
+	for !d.stop.Load() {
+		n, _, err := unix.Recvfrom(d.fd, buf, 0)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			d.err = err
+			return
+		}
+		arrived := time.Now()
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Type != nfnlSubsysQueue<<8|nfqnlMsgPacket || len(m.Data) < nfgenmsgLen {
+				continue
+			}
+			id, ok := packetID(m.Data[nfgenmsgLen:])
+			if !ok {
+				continue
+			}
+			d.held.Add(1)
+			d.wg.Add(1)
+			accept := func() {
+				defer d.wg.Done()
+				v := binary.BigEndian.AppendUint32(nil, nfAccept)
+				v = binary.BigEndian.AppendUint32(v, id)
+				_ = d.send(nfqnlMsgVerdict, 0, attr(nfqaVerdictHdr, v))
+				held := time.Since(arrived)
+				d.holdsMu.Lock()
+				d.holds = append(d.holds, held)
+				d.holdsMu.Unlock()
+			}
+			if hold := time.Duration(d.holdNS.Load()); hold > 0 {
+				time.AfterFunc(hold-time.Since(arrived), accept)
+			} else {
+				accept()
+			}
+		}
+	}
+}
+
+func packetID(attrs []byte) (uint32, bool) {
+	for len(attrs) >= 4 {
+		l := int(binary.NativeEndian.Uint16(attrs))
+		typ := binary.NativeEndian.Uint16(attrs[2:]) & 0x3fff
+		if l < 4 || l > len(attrs) {
+			return 0, false
+		}
+		if typ == nfqaPacketHdr && l >= 8 {
+			return binary.BigEndian.Uint32(attrs[4:]), true
+		}
+		attrs = attrs[(l+3)&^3:]
+	}
+	return 0, false
+}
+
+// setHold changes the hold of packets that arrive from now on.
+func (d *delayer) setHold(h time.Duration) { d.holdNS.Store(int64(h)) }
+
+// takeHolds returns the holds applied since the last call and forgets them.
+func (d *delayer) takeHolds() []time.Duration {
+	d.holdsMu.Lock()
+	defer d.holdsMu.Unlock()
+	h := d.holds
+	d.holds = nil
+	return h
+}
+
+// medianDuration of ds (0 when empty).
+func medianDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// inNetns runs f on a thread switched to network namespace name, then
+// switches the thread back and unlocks it. The thread must not exit: the
+// harness starts its processes with PR_SET_PDEATHSIG, which fires when the
+// forking *thread* ends, and Go may have forked one of them on this thread.
+// Only if switching back fails is the thread left locked (and so ended).
+func inNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setns %s: %w", name, err)
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("setns back: %w", err)) // thread stays locked and ends
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Close stops reading, lets held packets go and releases the queue.
+func (d *delayer) Close() error {
+	d.stop.Store(true)
+	<-d.done
+	d.wg.Wait()
+	return errors.Join(d.err, unix.Close(d.fd))
+}
+
+func execCommand(ctx context.Context, argv ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	return string(out), err
+}
