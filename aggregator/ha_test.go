@@ -401,3 +401,44 @@ func FuzzDecodeFrames(f *testing.F) {
 func staticToken(tok string) func() (string, error) {
 	return func() (string, error) { return tok, nil }
 }
+
+// TestForwardLimitGrowsBack: once the peer takes larger requests again (its
+// limit was lowered only for a while), the forwarder's requests grow back.
+func TestForwardLimitGrowsBack(t *testing.T) {
+	var mu sync.Mutex
+	strict, largest := true, 0
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if strict && len(body) > 3000 {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if !strict {
+			largest = max(largest, len(body))
+		}
+	}))
+	defer peer.Close()
+	s, err := New(Config{Auth: sharedAuth(t, testToken), ReplicaAuth: sharedAuth(t, replicaSecret), ReplicaToken: staticToken(replicaSecret),
+		Peers: []string{peer.URL}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.peers.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	enqueue := func(n int) {
+		for i := range n {
+			s.peers.enqueue(frame{recv: int64(i), data: bytes.Repeat([]byte{'x'}, 1000)})
+		}
+		require.Eventually(t, func() bool { return s.PendingForwards() == 0 }, 10*time.Second, 5*time.Millisecond)
+	}
+	enqueue(10) // shrinks below 3000 bytes
+	mu.Lock()
+	strict = false
+	mu.Unlock()
+	enqueue(400)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Greater(t, largest, 3000, "requests grew past the old limit after %d successes", growAfter)
+}

@@ -92,9 +92,17 @@ type peer struct {
 	headSeq uint64 // sequence number of q[0]
 	failing time.Time
 	// limit is the most bytes sent in one request: MaxBodyBytes, halved
-	// whenever the peer answers 413 (it may be configured smaller).
+	// whenever the peer answers 413 (it may be configured smaller), doubled
+	// again after growAfter requests in a row succeed (it may have been
+	// smaller only during a rollout).
 	limit int64
+	okRun int
 }
+
+// growAfter is how many successful forwards in a row earn a larger request
+// limit after a 413: rare enough that a peer with a smaller limit costs one
+// refused request in growAfter.
+const growAfter = 32
 
 func newPeerSet(s *Server) *peerSet { return &peerSet{s: s, peers: map[string]*peer{}} }
 
@@ -249,13 +257,16 @@ func (ps *peerSet) forward(ctx context.Context, p *peer) {
 		case err == nil:
 			p.ack(seq)
 			ps.s.metrics.forwarded.WithLabelValues("sent").Add(float64(len(group)))
+			if p.okRun++; p.okRun >= growAfter && p.limit < ps.s.cfg.MaxBodyBytes {
+				p.limit, p.okRun = min(2*p.limit, ps.s.cfg.MaxBodyBytes), 0
+			}
 			p.mu.Lock()
 			p.failing = time.Time{}
 			p.mu.Unlock()
 			backoff = minBackoff
 			continue
 		case errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge && len(group) > 1:
-			p.limit = max(groupBytes(group)/2, 1)
+			p.limit, p.okRun = max(groupBytes(group)/2, 1), 0
 			continue
 		case errors.As(err, &se) && se.permanent():
 			// The peer will never take these (a version it cannot read):
