@@ -442,3 +442,18 @@ func TestForwardLimitGrowsBack(t *testing.T) {
 	defer mu.Unlock()
 	assert.Greater(t, largest, 3000, "requests grew past the old limit after %d successes", growAfter)
 }
+
+func TestReplicaMayRegisterOnlyItself(t *testing.T) {
+	for _, tc := range []struct {
+		url, remote string
+		want        bool
+	}{
+		{"http://10.244.1.5:9446", "10.244.1.5:51234", true},
+		{"http://[::ffff:10.244.1.5]:9446", "10.244.1.5:51234", true},
+		{"http://10.244.9.9:9446", "10.244.1.5:51234", false},
+		{"http://evil.example:9446", "10.244.1.5:51234", false},
+		{"http://10.244.1.5:9446", "garbage", false},
+	} {
+		assert.Equal(t, tc.want, sameHost(tc.url, tc.remote), "%s from %s", tc.url, tc.remote)
+	}
+}

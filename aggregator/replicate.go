@@ -12,6 +12,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -504,8 +506,14 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	// is then queued for the requester, and those before are in the
 	// snapshot (some in both, which its dedup absorbs).
 	if u := r.Header.Get(ReplicaHeader); u != "" {
-		if nu, err := normalizeURL(u); err == nil {
+		// A replica may register itself only: the URL's host must be the
+		// address the request came from, or a leaked replica credential
+		// could point forwarding (and our token) anywhere.
+		nu, err := normalizeURL(u)
+		if err == nil && sameHost(nu, r.RemoteAddr) {
 			s.peers.add(nu, false)
+		} else {
+			s.log.Warn("ignoring a replica URL that is not the requester's own", "url", u, "from", r.RemoteAddr)
 		}
 	}
 	sn := s.takeSnapshot()
@@ -513,6 +521,21 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	if err := gob.NewEncoder(w).Encode(sn); err != nil {
 		s.log.Warn("sending snapshot", "peer", r.RemoteAddr, "error", err)
 	}
+}
+
+// sameHost reports whether base URL u points at the host of remoteAddr.
+func sameHost(u, remoteAddr string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	a, errA := netip.ParseAddr(pu.Hostname())
+	b, errB := netip.ParseAddr(host)
+	return errA == nil && errB == nil && a.Unmap() == b.Unmap()
 }
 
 // errBootstrapping is a peer that is itself starting.
