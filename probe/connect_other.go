@@ -42,18 +42,4 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 }
 
 // connRTT applies the KernelRTT seam to a net.Conn's socket.
-func (p *Prober) connRTT(c net.Conn) kernelrtt.Sample {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return kernelrtt.Sample{Unavailable: "not a socket connection"}
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return kernelrtt.Sample{Unavailable: "no raw socket: " + err.Error()}
-	}
-	var s kernelrtt.Sample
-	if err := raw.Control(func(fd uintptr) { s = p.KernelRTT(fd) }); err != nil {
-		return kernelrtt.Sample{Unavailable: "socket closed: " + err.Error()}
-	}
-	return s
-}
+func (p *Prober) connRTT(c net.Conn) kernelrtt.Sample { return kernelrtt.Read(c, p.KernelRTT) }

@@ -169,15 +169,18 @@ func (s *Scheduler) align(wait time.Duration) time.Duration {
 }
 
 func (s *Scheduler) once(ctx context.Context, job Job) {
-	// Wait for a slot at most one interval: past that the next run is due anyway.
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.Interval)
-	err := s.sem.Acquire(wctx, 1)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil && s.skip != nil {
-			s.skip(job)
+	// A free slot is the common case: take it without arming a timer.
+	// Otherwise wait at most one interval: past that the next run is due anyway.
+	if !s.sem.TryAcquire(1) {
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.Interval)
+		err := s.sem.Acquire(wctx, 1)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && s.skip != nil {
+				s.skip(job)
+			}
+			return
 		}
-		return
 	}
 	defer s.sem.Release(1)
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)

@@ -32,8 +32,13 @@ type Sample struct {
 // Available reports whether the sample holds a real reading.
 func (s Sample) Available() bool { return s.Source != SourceNone }
 
-// Read returns the smoothed RTT of a connected TCP connection.
-func Read(c net.Conn) Sample {
+// Read returns the smoothed RTT of a connected TCP connection, reading its
+// socket with readFD (nil: ReadFD; the prober passes its seam, which the
+// eBPF collector may replace).
+func Read(c net.Conn, readFD func(fd uintptr) Sample) Sample {
+	if readFD == nil {
+		readFD = ReadFD
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return Sample{Unavailable: "not a socket connection"}
@@ -43,7 +48,7 @@ func Read(c net.Conn) Sample {
 		return Sample{Unavailable: "no raw socket: " + err.Error()}
 	}
 	var s Sample
-	if err := raw.Control(func(fd uintptr) { s = ReadFD(fd) }); err != nil {
+	if err := raw.Control(func(fd uintptr) { s = readFD(fd) }); err != nil {
 		return Sample{Unavailable: "socket closed: " + err.Error()}
 	}
 	return s

@@ -17,7 +17,7 @@ func TestReadConnectedSocket(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 
-	s := Read(c)
+	s := Read(c, nil)
 	t.Logf("%s: %+v", runtime.GOOS, s)
 	if s.Available() {
 		assert.Positive(t, s.RTT)
@@ -37,7 +37,7 @@ func TestReadClosedSocket(t *testing.T) {
 	c, err := net.Dial("tcp", l.Addr().String())
 	require.NoError(t, err)
 	c.Close()
-	s := Read(c)
+	s := Read(c, nil)
 	assert.False(t, s.Available())
 	assert.NotEmpty(t, s.Unavailable)
 }
@@ -45,7 +45,7 @@ func TestReadClosedSocket(t *testing.T) {
 type notASocket struct{ net.Conn }
 
 func TestReadNonSocket(t *testing.T) {
-	s := Read(notASocket{})
+	s := Read(notASocket{}, nil)
 	assert.False(t, s.Available())
 	assert.Contains(t, s.Unavailable, "not a socket")
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xosprobe/xosprobe/probe/kernelrtt"
+	"github.com/xosprobe/xosprobe/test/nfqueue"
 )
 
 func TestResolveCgroup(t *testing.T) {
@@ -122,13 +123,13 @@ func TestRTTMatchesSS(t *testing.T) {
 	t.Run("veth", func(t *testing.T) { compare(t, time.Microsecond) })
 	t.Run("nfqueue_5ms", func(t *testing.T) {
 		const queue = 7
-		d, err := startDelayer(np.b, queue, 5*time.Millisecond)
+		d, err := nfqueue.Start(np.b, queue, 5*time.Millisecond)
 		require.NoError(t, err)
 		defer func() { assert.NoError(t, d.Close()) }()
 		np.iptablesB(t, "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "--dport", strconv.Itoa(int(srv.addr().Port())),
 			"-j", "NFQUEUE", "--queue-num", strconv.Itoa(queue), "--queue-bypass")
 		compare(t, 5*time.Millisecond)
-		assert.Positive(t, d.held.Load(), "the delayer held packets")
+		assert.Positive(t, d.Held(), "the delayer held packets")
 	})
 	s := c.Stats()
 	t.Logf("stats: %+v", s)
@@ -190,7 +191,7 @@ func TestLookupMarks(t *testing.T) {
 
 	dial := func() int {
 		var fd int
-		require.NoError(t, inNetns(np.a, func() (err error) {
+		require.NoError(t, nfqueue.InNetns(np.a, func() (err error) {
 			if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); err != nil {
 				return err
 			}
@@ -300,7 +301,7 @@ func TestIPv6(t *testing.T) {
 
 	var fd int
 	var mark uint64
-	require.NoError(t, inNetns(np.a, func() (err error) {
+	require.NoError(t, nfqueue.InNetns(np.a, func() (err error) {
 		if fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0); err != nil {
 			return err
 		}

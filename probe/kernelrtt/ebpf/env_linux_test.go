@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/xosprobe/xosprobe/test/nfqueue"
 )
 
 // The integration tests need root: they load BPF, create cgroups, network
@@ -187,27 +188,6 @@ func (p *netPair) iptablesB(tb testing.TB, rule ...string) {
 	p.iptRulesMu.Unlock()
 }
 
-// inNetns runs f on an OS thread switched into the named namespace. The
-// thread is discarded afterwards (the goroutine exits locked).
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		errc <- func() error {
-			fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("setns %s: %w", name, err)
-			}
-			return f()
-		}()
-	}()
-	return <-errc
-}
-
 // server accepts on ln and holds every connection open until closed, so
 // the client side stays ESTABLISHED for ss.
 type server struct {
@@ -219,7 +199,7 @@ type server struct {
 func listenIn(tb testing.TB, ns string, ip netip.Addr) *server {
 	tb.Helper()
 	var ln net.Listener
-	if err := inNetns(ns, func() (err error) {
+	if err := nfqueue.InNetns(ns, func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 		return err
 	}); err != nil {
@@ -254,7 +234,7 @@ func (s *server) addr() netip.AddrPort { return s.ln.Addr().(*net.TCPAddr).AddrP
 // proposed collector seam: mark, blocking connect(2), lookup. It runs in
 // namespace ns and returns the connected descriptor, left open.
 func probeConnect(ns string, c *Collector, remote netip.AddrPort) (fd int, conn Conn, ok bool, err error) {
-	err = inNetns(ns, func() error {
+	err = nfqueue.InNetns(ns, func() error {
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 		if err != nil {
 			return err
@@ -297,7 +277,7 @@ func helperConnect() int {
 	n, _ := strconv.Atoi(os.Getenv("N"))
 	addr := netip.MustParseAddrPort(os.Getenv("ADDR"))
 	var fds []int
-	err := inNetns(os.Getenv("NETNS"), func() error {
+	err := nfqueue.InNetns(os.Getenv("NETNS"), func() error {
 		for range n {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {

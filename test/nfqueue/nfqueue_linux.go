@@ -1,11 +1,12 @@
-//go:build linux && (amd64 || arm64 || loong64 || mips64le || ppc64le || riscv64)
+//go:build linux
 
-package ebpf
+package nfqueue
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,14 +15,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// delayer holds every packet of an NFQUEUE queue for a fixed time, then
-// accepts it: the delay this kernel cannot add with tc netem. It speaks
+// Delayer holds every packet of an NFQUEUE queue for a set time, then
+// accepts it, and records the hold it applied to each. It speaks
 // nfnetlink_queue directly (config: bind + copy metadata only; per packet: an
-// NF_ACCEPT verdict by id).
-type delayer struct {
+// NF_ACCEPT verdict by id). The hold can be changed while it runs.
+type Delayer struct {
 	fd      int
 	queue   uint16
-	hold    time.Duration
+	holdNS  atomic.Int64
+	holdsMu sync.Mutex
+	holds   []time.Duration // applied holds since the last TakeHolds
 	stop    atomic.Bool
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -29,6 +32,9 @@ type delayer struct {
 	writeMu sync.Mutex
 	err     error
 }
+
+// Held is the number of packets held so far.
+func (d *Delayer) Held() int64 { return d.held.Load() }
 
 const (
 	nfnlSubsysQueue     = 3
@@ -47,10 +53,12 @@ const (
 	netlinkRecvTimeoutM = 50 * time.Millisecond
 )
 
-// startDelayer binds queue in the network namespace ns.
-func startDelayer(ns string, queue uint16, hold time.Duration) (*delayer, error) {
-	d := &delayer{queue: queue, hold: hold, done: make(chan struct{})}
-	err := inNetns(ns, func() (err error) {
+// Start binds queue in the network namespace ns (a name under /run/netns)
+// and holds every packet for hold.
+func Start(ns string, queue uint16, hold time.Duration) (*Delayer, error) {
+	d := &Delayer{queue: queue, done: make(chan struct{})}
+	d.holdNS.Store(int64(hold))
+	err := InNetns(ns, func() (err error) {
 		d.fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		return err
 	})
@@ -84,7 +92,7 @@ func attr(typ uint16, data []byte) []byte {
 	return b
 }
 
-func (d *delayer) send(msgType uint16, flags uint16, attrs ...[]byte) error {
+func (d *Delayer) send(msgType uint16, flags uint16, attrs ...[]byte) error {
 	body := []byte{unix.AF_UNSPEC, 0, 0, 0}
 	binary.BigEndian.PutUint16(body[2:], d.queue)
 	for _, a := range attrs {
@@ -102,7 +110,7 @@ func (d *delayer) send(msgType uint16, flags uint16, attrs ...[]byte) error {
 }
 
 // request sends a message and waits for its netlink ACK.
-func (d *delayer) request(msgType uint16, flags uint16, attrs ...[]byte) error {
+func (d *Delayer) request(msgType uint16, flags uint16, attrs ...[]byte) error {
 	if err := d.send(msgType, flags, attrs...); err != nil {
 		return err
 	}
@@ -126,7 +134,7 @@ func (d *delayer) request(msgType uint16, flags uint16, attrs ...[]byte) error {
 	return errors.New("no netlink ACK")
 }
 
-func (d *delayer) run() {
+func (d *Delayer) run() {
 	defer close(d.done)
 	buf := make([]byte, 64<<10)
 	for !d.stop.Load() {
@@ -153,12 +161,21 @@ func (d *delayer) run() {
 			}
 			d.held.Add(1)
 			d.wg.Add(1)
-			time.AfterFunc(d.hold-time.Since(arrived), func() {
+			accept := func() {
 				defer d.wg.Done()
 				v := binary.BigEndian.AppendUint32(nil, nfAccept)
 				v = binary.BigEndian.AppendUint32(v, id)
 				_ = d.send(nfqnlMsgVerdict, 0, attr(nfqaVerdictHdr, v))
-			})
+				held := time.Since(arrived)
+				d.holdsMu.Lock()
+				d.holds = append(d.holds, held)
+				d.holdsMu.Unlock()
+			}
+			if hold := time.Duration(d.holdNS.Load()); hold > 0 {
+				time.AfterFunc(hold-time.Since(arrived), accept)
+			} else {
+				accept()
+			}
 		}
 	}
 }
@@ -178,8 +195,59 @@ func packetID(attrs []byte) (uint32, bool) {
 	return 0, false
 }
 
+// SetHold changes the hold of packets that arrive from now on.
+func (d *Delayer) SetHold(h time.Duration) { d.holdNS.Store(int64(h)) }
+
+// TakeHolds returns the holds applied since the last call and forgets them.
+func (d *Delayer) TakeHolds() []time.Duration {
+	d.holdsMu.Lock()
+	defer d.holdsMu.Unlock()
+	h := d.holds
+	d.holds = nil
+	return h
+}
+
+// InNetns runs f on a thread switched to network namespace name, then
+// switches the thread back and unlocks it. The thread must not exit: the
+// harness starts its processes with PR_SET_PDEATHSIG, which fires when the
+// forking *thread* ends, and Go may have forked one of them on this thread.
+// Only if switching back fails is the thread left locked (and so ended).
+func InNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setns %s: %w", name, err)
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("setns back: %w", err)) // thread stays locked and ends
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
 // Close stops reading, lets held packets go and releases the queue.
-func (d *delayer) Close() error {
+func (d *Delayer) Close() error {
 	d.stop.Store(true)
 	<-d.done
 	d.wg.Wait()
