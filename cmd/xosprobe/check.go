@@ -274,7 +274,7 @@ func enforcement(to string, r *probe.Result) string {
 	case r.Expected == probe.VerdictAllow:
 		return fmt.Sprintf("NetworkPolicy toward %s: not testable, no policy denies the deny port", where)
 	case r.Observed == probe.VerdictDeny:
-		return fmt.Sprintf("NetworkPolicy toward %s: enforced (the deny port was blocked: %s)", where, r.Detail)
+		return fmt.Sprintf("NetworkPolicy toward %s: enforced — %s", where, r.Detail)
 	case r.Observed == probe.VerdictAllow:
 		return fmt.Sprintf("NetworkPolicy toward %s: NOT enforced — the denied port accepted a connection. "+
 			"The CNI on the destination node does not enforce NetworkPolicy (Flannel on Windows enforces none; some Calico for Windows setups only partly)", where)

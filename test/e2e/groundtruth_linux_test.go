@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/xosprobe/xosprobe/test/e2e/cluster"
+
+	"github.com/xosprobe/xosprobe/test/nfqueue"
 )
 
 // delayQueue is the NFQUEUE number the delayers bind in the Windows pods.
@@ -36,7 +38,7 @@ var groundTruthPhases = []struct {
 // namespace (iptables mangle INPUT). They start with hold 0, so the baseline
 // pays the same user-space round trip as the delayed phases.
 type delayers struct {
-	ds    []*delayer
+	ds    []*nfqueue.Delayer
 	rules [][]string // iptables argv of each rule, to delete
 }
 
@@ -45,7 +47,7 @@ func startDelayers(t *testing.T, ctx context.Context, winPods []*cluster.Pod, li
 	g := &delayers{}
 	t.Cleanup(func() { g.stop(t) })
 	for _, p := range winPods {
-		d, err := startDelayer(p.NetNS, delayQueue, 0)
+		d, err := nfqueue.Start(p.NetNS, delayQueue, 0)
 		if err != nil {
 			t.Fatalf("delayer in %s: %v", p, err)
 		}
@@ -77,14 +79,14 @@ func iptablesOp(ctx context.Context, rule []string, op string) (string, error) {
 
 func (g *delayers) setHold(h time.Duration) {
 	for _, d := range g.ds {
-		d.setHold(h)
+		d.SetHold(h)
 	}
 }
 
 func (g *delayers) takeHolds() []time.Duration {
 	var all []time.Duration
 	for _, d := range g.ds {
-		all = append(all, d.takeHolds()...)
+		all = append(all, d.TakeHolds()...)
 	}
 	return all
 }
