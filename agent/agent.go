@@ -23,6 +23,7 @@ import (
 	"github.com/xosprobe/xosprobe/agent/metrics"
 	"github.com/xosprobe/xosprobe/agent/peers"
 	"github.com/xosprobe/xosprobe/agent/reporter"
+	"github.com/xosprobe/xosprobe/agent/residency"
 	"github.com/xosprobe/xosprobe/agent/responder"
 	"github.com/xosprobe/xosprobe/agent/scheduler"
 	"github.com/xosprobe/xosprobe/aggregator/wire"
@@ -54,7 +55,10 @@ type Config struct {
 	// ShutdownDelay keeps the responder serving after readiness turns false,
 	// so peers and Services stop sending before the ports close.
 	ShutdownDelay time.Duration
-	Version       string
+	// ReleaseStartupPages gives back, once the agent is up, the executable's
+	// pages only start-up touched (Linux; see package residency).
+	ReleaseStartupPages bool
+	Version             string
 }
 
 // KernelRTTMode chooses the source of probes' kernel RTT.
@@ -269,11 +273,16 @@ func (a *Agent) openKernelRTT() (*ebpf.Collector, error) {
 
 // follow recomputes the job set at start and on every source change.
 func (a *Agent) follow(ctx context.Context) {
+	started := false
 	for {
 		v := a.source.View()
 		if v.Synced {
 			a.sched.Update(a.jobs(v))
 			a.ready.Store(!a.draining.Load())
+			if !started {
+				started = true
+				a.releaseStartupPages()
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -282,6 +291,21 @@ func (a *Agent) follow(ctx context.Context) {
 		case <-a.expect.Changes():
 		}
 	}
+}
+
+// releaseStartupPages runs once the first job set is scheduled: by then the
+// code that start-up alone needed (package inits, flag parsing, the informers'
+// first list) has run.
+func (a *Agent) releaseStartupPages() {
+	if !a.cfg.ReleaseStartupPages {
+		return
+	}
+	n, err := residency.ReleaseStartupPages()
+	if err != nil {
+		a.log.Debug("start-up pages kept", "reason", err.Error())
+		return
+	}
+	a.log.Info("released the executable's start-up pages; the ones in use fault back", "mapped_mib", n>>20)
 }
 
 // jobs turns the view into the (peer, check) jobs this agent runs.

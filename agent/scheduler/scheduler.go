@@ -1,19 +1,27 @@
-// Package scheduler owns time for the agent: one loop per (peer, check) job,
-// each with a staggered start, a jittered interval and a per-run timeout,
-// canceled as soon as its job leaves the set. Probes never sleep or loop
-// themselves. A weighted semaphore bounds how many runs are in flight; a run
-// that cannot get a slot within its own interval is skipped and counted
-// rather than queued, so an overloaded agent sheds load instead of drifting.
+// Package scheduler owns time for the agent: every (peer, check) job runs
+// once per jittered interval, with a staggered first run and a per-run
+// timeout, and is canceled as soon as it leaves the set. Probes never sleep or
+// loop themselves.
+//
+// One dispatcher goroutine keeps the jobs in a queue ordered by due time and
+// hands due runs to a pool of at most MaxInFlight workers. When it wakes it
+// also hands over the runs due within the coalescing window, so an agent
+// probing hundreds of peers wakes a few times per second instead of once per
+// run: on an idle VM a wake-up costs more CPU than the probe it serves (the Go
+// runtime's sysmon alone polls for about a millisecond after each one).
+// Workers live on, so their stacks, grown once by the HTTP check, are not
+// grown again on every run. A run that finds no free worker waits in a
+// backlog; one that waited a whole interval is skipped and counted rather
+// than run late, so an overloaded agent sheds load instead of drifting.
 package scheduler
 
 import (
+	"container/heap"
 	"context"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 
 	"github.com/xosprobe/xosprobe/probe"
 )
@@ -27,39 +35,61 @@ type Job struct {
 	Target probe.Target
 }
 
-// Config tunes the loops.
+// Config tunes the schedule.
 type Config struct {
-	Interval time.Duration // time between runs of one job
+	Interval time.Duration // time from the end of one run to the start of the next
 	Jitter   float64       // each wait is Interval × (1 ± Jitter/2)
 	Timeout  time.Duration // per-run deadline; at most Interval
 	// MaxInFlight bounds concurrent runs across all jobs.
 	MaxInFlight int64
-	// Quantum aligns every run to a multiple of it on the wall clock, so runs
-	// due within one quantum share one wake-up of the process. On an idle VM
-	// each wake-up costs far more CPU than the probe itself; 0 disables.
-	Quantum time.Duration
+	// Coalesce lets a run start up to this much before it is due, so runs
+	// due close together share one wake-up. At most a quarter of Interval;
+	// 0 starts every run exactly when due.
+	Coalesce time.Duration
 }
+
+// DefaultCoalesce is the coalescing window the agent uses unless told
+// otherwise: at most four wake-ups per second, whatever the number of peers.
+const DefaultCoalesce = 250 * time.Millisecond
 
 // Scheduler runs jobs. Create with New, then call Run once and Update any time.
 type Scheduler struct {
 	cfg    Config
 	run    func(context.Context, Job) // executes one run; must honor ctx
 	skip   func(Job)                  // told about runs skipped for lack of a slot
-	sem    *semaphore.Weighted
-	mu     sync.Mutex
-	ctx    context.Context // set by Run; loops derive from it
-	loops  map[string]*loop
-	wg     sync.WaitGroup
 	onSize func(int)
+	// kick wakes the dispatcher when the earliest due time moved earlier.
+	kick chan struct{}
+	// ready hands a run to an idle worker.
+	ready chan *entry
+	// onWake, when set (tests), is told how many runs each wake-up started.
+	onWake func(int)
+
+	mu      sync.Mutex
+	ctx     context.Context // set by Run; runs derive from it
+	stopped bool            // Run returned: Update records, never starts
+	jobs    map[string]*entry
+	queue   queue    // entries waiting for their due time
+	backlog []*entry // due runs waiting for a worker, oldest first
+	workers int64    // workers started
+	idle    int      // workers waiting on ready
+	wg      sync.WaitGroup
 }
 
-type loop struct {
-	job    Job
-	cancel context.CancelFunc
+// entry is one job's schedule. From the time its run is handed out until it
+// ends it is out of the queue (index -1), ctx is the run's and cancel aborts it.
+type entry struct {
+	job     Job
+	due     time.Time
+	index   int
+	ctx     context.Context
+	cancel  context.CancelFunc
+	handed  time.Time // when the run was handed out
+	removed bool
 }
 
 // New returns a Scheduler that calls run for every run of every job, skip
-// when a run is skipped, and onSize with the number of loops after each change.
+// when a run is skipped, and onSize with the number of jobs after each change.
 func New(cfg Config, run func(context.Context, Job), skip func(Job), onSize func(int)) *Scheduler {
 	if cfg.Timeout <= 0 || cfg.Timeout > cfg.Interval {
 		cfg.Timeout = cfg.Interval
@@ -67,33 +97,179 @@ func New(cfg Config, run func(context.Context, Job), skip func(Job), onSize func
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 64
 	}
+	cfg.Coalesce = min(max(cfg.Coalesce, 0), cfg.Interval/4)
 	return &Scheduler{cfg: cfg, run: run, skip: skip, onSize: onSize,
-		sem: semaphore.NewWeighted(cfg.MaxInFlight), loops: map[string]*loop{}}
+		kick: make(chan struct{}, 1), ready: make(chan *entry), jobs: map[string]*entry{}}
 }
 
-// Run blocks until ctx ends, then cancels every loop and waits for them.
+// Run dispatches runs until ctx ends, then cancels the runs in flight and
+// waits for them.
 func (s *Scheduler) Run(ctx context.Context) {
 	s.mu.Lock()
 	s.ctx = ctx
-	for _, l := range s.loops {
-		s.start(l)
+	now := time.Now()
+	for _, e := range s.jobs { // added before Run: stagger from now
+		e.due = now.Add(stagger(e.job.Key, s.cfg.Interval))
+		heap.Fix(&s.queue, e.index)
 	}
 	s.mu.Unlock()
 
-	<-ctx.Done()
-	s.mu.Lock()
-	for _, l := range s.loops {
-		if l.cancel != nil {
-			l.cancel()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := s.dispatch()
+		if wait >= 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			s.stop()
+			return
+		case <-timer.C:
+		case <-s.kick:
 		}
 	}
-	s.loops = map[string]*loop{}
+}
+
+// dispatch hands out every run due within the coalescing window and returns
+// how long until the next one is due (-1: none queued).
+func (s *Scheduler) dispatch() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	horizon := now.Add(s.cfg.Coalesce)
+	started := 0
+	for len(s.queue) > 0 {
+		e := s.queue[0]
+		if e.due.After(horizon) {
+			break
+		}
+		heap.Pop(&s.queue)
+		s.handOut(e, now)
+		started++
+	}
+	if started > 0 && s.onWake != nil {
+		s.onWake(started)
+	}
+	if len(s.queue) == 0 {
+		return -1
+	}
+	return max(s.queue[0].due.Sub(now), 0)
+}
+
+// handOut gives e's run to an idle worker, a new worker, or the backlog;
+// s.mu is held and e is out of the queue.
+func (s *Scheduler) handOut(e *entry, now time.Time) {
+	// One context per run carries both its deadline and its cancellation.
+	e.ctx, e.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
+	e.handed = now
+	switch {
+	case s.idle > 0:
+		// The idle worker counted itself under s.mu and is on its way to
+		// receive, needing no lock: this send completes promptly.
+		s.idle--
+		select {
+		case s.ready <- e:
+		case <-s.ctx.Done():
+			e.cancel()
+		}
+	case s.workers < s.cfg.MaxInFlight:
+		s.workers++
+		s.wg.Add(1)
+		go s.work(e)
+	default:
+		s.backlog = append(s.backlog, e)
+	}
+}
+
+// work runs e, then whatever the backlog or the dispatcher hands it next.
+func (s *Scheduler) work(e *entry) {
+	defer s.wg.Done()
+	for {
+		s.run(e.ctx, e.job)
+		if e = s.finish(e); e != nil {
+			continue
+		}
+		select {
+		case e = <-s.ready:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// finish requeues e's job after its run and returns the next backlog run
+// for this worker, or nil after counting the worker idle.
+func (s *Scheduler) finish(e *entry) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requeue(e)
+	now := time.Now()
+	for len(s.backlog) > 0 && !s.stopped {
+		next := s.backlog[0]
+		s.backlog[0] = nil
+		s.backlog = s.backlog[1:]
+		if next.removed {
+			continue
+		}
+		if now.Sub(next.handed) < s.cfg.Interval {
+			// The deadline counts from the start of the run, not the wait.
+			next.cancel()
+			next.ctx, next.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
+			return next
+		}
+		// Waited a whole interval: the next run is due anyway.
+		if s.skip != nil {
+			s.skip(next.job)
+		}
+		s.requeue(next)
+	}
+	s.idle++
+	return nil
+}
+
+// requeue schedules e's next run one jittered interval from now; s.mu is held.
+func (s *Scheduler) requeue(e *entry) {
+	e.cancel()
+	e.ctx, e.cancel = nil, nil
+	if e.removed || s.stopped {
+		return
+	}
+	e.due = time.Now().Add(s.jittered())
+	s.push(e)
+}
+
+// push queues e and wakes the dispatcher if e is now the earliest; s.mu is held.
+func (s *Scheduler) push(e *entry) {
+	heap.Push(&s.queue, e)
+	if e.index == 0 {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stop cancels every run in flight or in the backlog and waits for the workers.
+func (s *Scheduler) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	for _, e := range s.jobs {
+		if e.cancel != nil {
+			e.cancel()
+		}
+	}
+	s.jobs = map[string]*entry{}
+	s.queue, s.backlog = nil, nil
 	s.mu.Unlock()
 	s.wg.Wait()
 }
 
-// Update makes jobs the running set: new keys start, missing keys are
-// canceled (their in-flight run too), keys whose target changed restart.
+// Update makes jobs the running set: new keys start after their stagger,
+// missing keys are canceled (their in-flight run too), keys whose target
+// changed restart.
 func (s *Scheduler) Update(jobs []Job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,91 +277,37 @@ func (s *Scheduler) Update(jobs []Job) {
 	for _, j := range jobs {
 		want[j.Key] = j
 	}
-	for key, l := range s.loops {
-		if j, ok := want[key]; !ok || j.Target != l.job.Target || j.Check != l.job.Check {
-			if l.cancel != nil {
-				l.cancel()
-			}
-			delete(s.loops, key)
+	for key, e := range s.jobs {
+		if j, ok := want[key]; !ok || j.Target != e.job.Target || j.Check != e.job.Check {
+			s.remove(e)
 		}
 	}
+	now := time.Now()
 	for key, j := range want {
-		if _, ok := s.loops[key]; ok {
+		if _, ok := s.jobs[key]; ok {
 			continue
 		}
-		l := &loop{job: j}
-		s.loops[key] = l
-		if s.ctx != nil {
-			s.start(l)
+		e := &entry{job: j, due: now.Add(stagger(key, s.cfg.Interval)), index: -1}
+		s.jobs[key] = e
+		if !s.stopped {
+			s.push(e)
 		}
 	}
 	if s.onSize != nil {
-		s.onSize(len(s.loops))
+		s.onSize(len(s.jobs))
 	}
 }
 
-// start launches l's goroutine; s.mu is held.
-func (s *Scheduler) start(l *loop) {
-	if s.ctx.Err() != nil {
-		return
+// remove drops e from the set, canceling its run in flight; s.mu is held.
+func (s *Scheduler) remove(e *entry) {
+	e.removed = true
+	delete(s.jobs, e.job.Key)
+	if e.index >= 0 {
+		heap.Remove(&s.queue, e.index)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	l.cancel = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer cancel()
-		s.loop(ctx, l.job)
-	}()
-}
-
-// loop runs job every interval. The first run waits a stagger derived from the
-// key, so a restart does not fire every job at once and the spread is stable.
-func (s *Scheduler) loop(ctx context.Context, job Job) {
-	t := time.NewTimer(s.align(stagger(job.Key, s.cfg.Interval)))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.once(ctx, job)
-		t.Reset(s.align(s.jittered()))
+	if e.cancel != nil {
+		e.cancel()
 	}
-}
-
-// align stretches a wait so it ends on a quantum boundary.
-func (s *Scheduler) align(wait time.Duration) time.Duration {
-	q := s.cfg.Quantum
-	if q <= 0 {
-		return wait
-	}
-	at := time.Now().Add(wait).UnixNano()
-	if r := at % int64(q); r != 0 {
-		wait += q - time.Duration(r)
-	}
-	return wait
-}
-
-func (s *Scheduler) once(ctx context.Context, job Job) {
-	// A free slot is the common case: take it without arming a timer.
-	// Otherwise wait at most one interval: past that the next run is due anyway.
-	if !s.sem.TryAcquire(1) {
-		wctx, cancel := context.WithTimeout(ctx, s.cfg.Interval)
-		err := s.sem.Acquire(wctx, 1)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil && s.skip != nil {
-				s.skip(job)
-			}
-			return
-		}
-	}
-	defer s.sem.Release(1)
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	s.run(rctx, job)
 }
 
 func (s *Scheduler) jittered() time.Duration {
@@ -201,4 +323,27 @@ func stagger(key string, interval time.Duration) time.Duration {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(key))
 	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// queue is a min-heap of idle entries by due time.
+type queue []*entry
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q queue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *queue) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*q)
+	*q = append(*q, e)
+}
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*q = old[:len(old)-1]
+	return e
 }

@@ -171,19 +171,50 @@ func TestRunReturnsPromptlyWithRunsInFlight(t *testing.T) {
 	assert.Zero(t, rec.count("d"))
 }
 
-func TestAlignEndsWaitsOnQuantumBoundaries(t *testing.T) {
-	const q = 100 * time.Millisecond
-	s := New(Config{Interval: time.Second, Quantum: q}, nil, nil, nil)
-	for _, wait := range []time.Duration{0, time.Millisecond, 333 * time.Millisecond, time.Second, 1234567 * time.Microsecond} {
-		before := time.Now()
-		got := s.align(wait)
-		after := time.Now()
-		assert.GreaterOrEqual(t, got, wait, "never shorter")
-		assert.Less(t, got, wait+q+(after.Sub(before)), "at most one quantum longer")
-		// A boundary lies where the stretched wait ends, give or take the call's own duration.
-		lo, hi := before.Add(got).UnixNano(), after.Add(got).UnixNano()
-		assert.True(t, lo%int64(q) == 0 || lo/int64(q) != hi/int64(q), "wait %v -> %v does not end on a boundary", wait, got)
+// wakeups starts s with a hook counting its wake-ups and the runs they start.
+func countWakeups(s *Scheduler) (wakes, runs *atomic.Int64) {
+	wakes, runs = new(atomic.Int64), new(atomic.Int64)
+	s.onWake = func(n int) { wakes.Add(1); runs.Add(int64(n)) }
+	return wakes, runs
+}
+
+func TestCoalescedRunsShareWakeups(t *testing.T) {
+	var jobs []Job
+	for i := range 40 {
+		jobs = append(jobs, job(fmt.Sprint("node-", i)))
 	}
-	off := New(Config{Interval: time.Second}, nil, nil, nil)
-	assert.Equal(t, 333*time.Millisecond, off.align(333*time.Millisecond), "no quantum, no change")
+	firstRound := func(coalesce time.Duration) int64 {
+		s := New(Config{Interval: time.Second, Coalesce: coalesce}, func(context.Context, Job) {}, nil, nil)
+		wakes, runs := countWakeups(s)
+		s.Update(jobs)
+		start(t, s)
+		// The first runs are staggered over one interval; re-runs come no
+		// sooner than 0.9 s after a run, so count until every job ran once.
+		require.Eventually(t, func() bool { return runs.Load() >= int64(len(jobs)) }, 10*time.Second, time.Millisecond)
+		return wakes.Load()
+	}
+	// Every wake-up starts what is due within the window, so wake-ups are
+	// more than a window apart: a 1 s spread takes at most four of 250 ms.
+	assert.LessOrEqual(t, firstRound(250*time.Millisecond), int64(4))
+	assert.Greater(t, firstRound(0), int64(4), "without coalescing each run wakes the dispatcher")
+}
+
+func TestCoalesceIsCappedAtAQuarterInterval(t *testing.T) {
+	s := New(Config{Interval: 100 * time.Millisecond, Coalesce: time.Second}, nil, nil, nil)
+	assert.Equal(t, 25*time.Millisecond, s.cfg.Coalesce)
+	s = New(Config{Interval: time.Second, Coalesce: -time.Second}, nil, nil, nil)
+	assert.Zero(t, s.cfg.Coalesce)
+}
+
+func TestRemovedQueuedJobNeverRunsAgain(t *testing.T) {
+	rec := newRecorder(0)
+	s := New(Config{Interval: 50 * time.Millisecond}, rec.run, nil, nil)
+	start(t, s)
+	s.Update([]Job{job("a"), job("b")})
+	require.Eventually(t, func() bool { return rec.count("a") >= 1 && rec.count("b") >= 2 }, 5*time.Second, time.Millisecond)
+	s.Update([]Job{job("b")})
+	after := rec.count("a")
+	n := rec.count("b")
+	require.Eventually(t, func() bool { return rec.count("b") >= n+3 }, 5*time.Second, time.Millisecond)
+	assert.LessOrEqual(t, rec.count("a"), after+1, "at most the run already in flight when it was removed")
 }
