@@ -5,42 +5,55 @@
 #
 #   bench/agent-load.sh [SECONDS] [PEER COUNTS...]      e.g. bench/agent-load.sh 60 10 100 1000
 #
-# Prints per peer count: probes/s, agent RSS and its anonymous part (MiB; the
-# rest is the binary's mapped text), agent CPU (% of one core).
-# AGENT_FLAGS adds agent flags, e.g. AGENT_FLAGS="--quantum 100ms".
+# Prints per peer count: probes/s; the agent's RSS, its anonymous part and its
+# file-backed part (the executable's pages), and of the latter what the agent
+# read during the measurement (its steady-state working set, from
+# /proc/PID/clear_refs); agent CPU (% of one core); and the floor: the CPU of
+# as many bare TCP connects per second, in the same bursts, with no probe
+# around them (bench/connectfloor; on loopback both ends of every handshake
+# are charged to the connecting process, for the agent and the floor alike).
+# AGENT_FLAGS adds agent flags, e.g. AGENT_FLAGS="--coalesce 0";
+# XOSPROBE_BIN picks another build of the agent to compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}; shift || true
 counts=("${@:-10 100 1000}")
 [ "$(id -u)" = 0 ] || { echo "agent-load: needs root for a network namespace" >&2; exit 1; }
 [ -x bin/xosprobe ] || make bin/xosprobe >/dev/null
+bin=${XOSPROBE_BIN:-bin/xosprobe}
+floor=$(mktemp -d)/connectfloor
+go build -o "$floor" ./bench/connectfloor
 ns=xosprobe-bench-$$
 ip netns add "$ns"
-cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; sleep 0.2; ip netns del "$ns" 2>/dev/null || true; }
+cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; sleep 0.2; ip netns del "$ns" 2>/dev/null || true; rm -rf "$(dirname "$floor")"; }
 trap cleanup EXIT
 ip -n "$ns" link set lo up
 ip netns exec "$ns" bin/xosprobe serve --node peers >/dev/null 2>&1 &
 sleep 0.5
 
+kib() { awk -v k="$1" '$1 == k":" {printf "%.1f", $2/1024}' "/proc/$2/status"; }
 ticks=$(getconf CLK_TCK)
-printf '%-6s %10s %10s %10s %12s\n' peers probes/s rss-MiB anon-MiB cpu-%core
+printf '%-6s %9s %8s %8s %8s %9s %10s %10s\n' peers probes/s rss-MiB anon-MiB file-MiB file-used cpu-%core floor-%core
 for n in ${counts[@]}; do
   peers=$(mktemp)
   for ((i = 0; i < n; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$peers"
-  ip netns exec "$ns" bin/xosprobe agent --node self --listen-ip 127.0.0.1 --port-base 20440 --admin-addr 127.0.0.1:20445 \
+  ip netns exec "$ns" "$bin" agent --node self --listen-ip 127.0.0.1 --port-base 20440 --admin-addr 127.0.0.1:20445 \
     --peers-file "$peers" --k-cross "$n" --max-peers "$((n + 3))" --interval 1s --timeout 900ms --deny-timeout 200ms \
     --shutdown-delay 0s --log-level error ${AGENT_FLAGS:-} &
   pid=$!
   sleep 5 # warm up: staggered starts spread over the first interval
+  echo 1 >"/proc/$pid/clear_refs"
   read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)
   p0=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
   sleep "$secs"
   read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
   p1=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
-  rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)
-  anon=$(awk '/RssAnon/ {printf "%.1f", $2/1024}' /proc/$pid/status)
+  rss=$(kib VmRSS "$pid"); anon=$(kib RssAnon "$pid"); file=$(kib RssFile "$pid")
+  # Referenced file-backed pages of the agent's own executable since clear_refs.
+  used=$(awk -v exe="$(readlink -f "$bin")" '/^[0-9a-f]+-/ {m = ($6 == exe)} m && /^Referenced:/ {s+=$2} END {printf "%.1f", s/1024}' "/proc/$pid/smaps")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -f "$peers"
-  printf '%-6s %10.0f %10s %10s %12.2f\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" \
-    "$(echo "100*(($u1+$s1)-($u0+$s0))/$ticks/$secs" | bc -l)"
+  fl=$(ip netns exec "$ns" "$floor" -peers "$n" -seconds "$secs" | sed -n 's/.*: \([0-9.]*\)% of a core.*/\1/p')
+  printf '%-6s %9.0f %8s %8s %8s %9s %10.2f %10s\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" "$file" "$used" \
+    "$(echo "100*(($u1+$s1)-($u0+$s0))/$ticks/$secs" | bc -l)" "$fl"
 done

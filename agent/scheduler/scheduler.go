@@ -37,7 +37,7 @@ type Job struct {
 
 // Config tunes the schedule.
 type Config struct {
-	Interval time.Duration // time from the end of one run to the start of the next
+	Interval time.Duration // time between the due times of two runs of a job
 	Jitter   float64       // each wait is Interval × (1 ± Jitter/2)
 	Timeout  time.Duration // per-run deadline; at most Interval
 	// MaxInFlight bounds concurrent runs across all jobs.
@@ -230,14 +230,20 @@ func (s *Scheduler) finish(e *entry) *entry {
 	return nil
 }
 
-// requeue schedules e's next run one jittered interval from now; s.mu is held.
+// requeue schedules e's next run one jittered interval after the last one
+// was due, so runs started early by coalescing or late by a busy dispatcher
+// keep the rate; a run that overran its next due time restarts the count
+// from now instead of running back to back. s.mu is held.
 func (s *Scheduler) requeue(e *entry) {
 	e.cancel()
 	e.ctx, e.cancel = nil, nil
 	if e.removed || s.stopped {
 		return
 	}
-	e.due = time.Now().Add(s.jittered())
+	now := time.Now()
+	if e.due = e.due.Add(s.jittered()); e.due.Before(now) {
+		e.due = now.Add(s.jittered())
+	}
 	s.push(e)
 }
 

@@ -218,3 +218,18 @@ func TestRemovedQueuedJobNeverRunsAgain(t *testing.T) {
 	require.Eventually(t, func() bool { return rec.count("b") >= n+3 }, 5*time.Second, time.Millisecond)
 	assert.LessOrEqual(t, rec.count("a"), after+1, "at most the run already in flight when it was removed")
 }
+
+func TestNextRunCountsFromTheLastDueTime(t *testing.T) {
+	s := New(Config{Interval: time.Second, Coalesce: 250 * time.Millisecond}, nil, nil, nil)
+	s.ctx = context.Background()
+	due := time.Now().Add(200 * time.Millisecond) // started 200 ms early by coalescing
+	e := &entry{job: job("a"), due: due, index: -1, cancel: func() {}}
+	s.requeue(e)
+	assert.Equal(t, due.Add(time.Second), e.due, "early starts do not speed the job up")
+
+	overran := time.Now().Add(-3 * time.Second)
+	e = &entry{job: job("b"), due: overran, index: -1, cancel: func() {}}
+	before := time.Now()
+	s.requeue(e)
+	assert.False(t, e.due.Before(before.Add(time.Second)), "a run that overran its next due time waits a whole interval")
+}
