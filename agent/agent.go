@@ -445,29 +445,46 @@ func (a *Agent) noteVerdict(key string, r *probe.Result) {
 
 // setDenyState records the last deny verdict of a job (the zero state removes
 // it) and updates the enforcement gauge of the affected OS; a.mu is held.
+// Counts change before the gauge is touched, so a job that stays has its
+// series updated in place, never deleted and re-created under a scrape.
 func (a *Agent) setDenyState(key string, st denyState) {
-	update := func(os string, blocked, total int) {
-		c := a.enforced[os]
-		if c == nil {
-			c = &[2]int{}
-			a.enforced[os] = c
-		}
-		c[0] += blocked
-		c[1] += total
-		if c[1] == 0 {
-			a.metrics.NetpolEnforced.DeleteLabelValues(a.cfg.Self.OS, os)
-			return
-		}
-		a.metrics.NetpolEnforced.WithLabelValues(a.cfg.Self.OS, os).Set(float64(c[0]) / float64(c[1]))
-	}
-	if old, ok := a.denyState[key]; ok {
-		update(old.dstOS, -b2i(old.blocked), -1)
+	old, had := a.denyState[key]
+	if had {
+		a.countDeny(old.dstOS, -b2i(old.blocked), -1)
 		delete(a.denyState, key)
 	}
 	if st.dstOS != "" {
 		a.denyState[key] = st
-		update(st.dstOS, b2i(st.blocked), 1)
+		a.countDeny(st.dstOS, b2i(st.blocked), 1)
 	}
+	if had {
+		a.refreshEnforced(old.dstOS)
+	}
+	if st.dstOS != "" && (!had || st.dstOS != old.dstOS) {
+		a.refreshEnforced(st.dstOS)
+	}
+}
+
+// countDeny adds to the {blocked, total} deny counts toward os; a.mu is held.
+func (a *Agent) countDeny(os string, blocked, total int) {
+	c := a.enforced[os]
+	if c == nil {
+		c = &[2]int{}
+		a.enforced[os] = c
+	}
+	c[0] += blocked
+	c[1] += total
+}
+
+// refreshEnforced sets the enforcement gauge toward os from its counts, or
+// deletes it when no deny job toward os is left; a.mu is held.
+func (a *Agent) refreshEnforced(os string) {
+	c := a.enforced[os]
+	if c == nil || c[1] == 0 {
+		a.metrics.NetpolEnforced.DeleteLabelValues(a.cfg.Self.OS, os)
+		return
+	}
+	a.metrics.NetpolEnforced.WithLabelValues(a.cfg.Self.OS, os).Set(float64(c[0]) / float64(c[1]))
 }
 
 func b2i(b bool) int {

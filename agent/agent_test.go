@@ -218,6 +218,10 @@ func TestNetpolEnforcedRatio(t *testing.T) {
 	deny("lin-2/netpol-deny", "linux", probe.VerdictDeny)
 	assert.InDelta(t, 0.5, gauge("windows"), 1e-9)
 	assert.InDelta(t, 1.0, gauge("linux"), 1e-9)
+	series := a.metrics.NetpolEnforced.WithLabelValues("linux", "linux")
+	deny("lin-2/netpol-deny", "linux", probe.VerdictDeny) // the only linux job runs again
+	assert.Same(t, series, a.metrics.NetpolEnforced.WithLabelValues("linux", "linux"),
+		"a job's next run updates its series in place: a scrape never finds it missing")
 	deny("win-2/netpol-deny", "windows", probe.VerdictDeny) // win-2 starts enforcing
 	assert.InDelta(t, 1.0, gauge("windows"), 1e-9)
 
