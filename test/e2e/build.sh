@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries of the e2e cluster-in-a-box from the Go module proxy:
-# etcd, kube-apiserver, kube-controller-manager, kube-proxy, coredns and
-# kube-router. Each comes from a nested tools module under tools/ so that the
+# etcd, kube-apiserver, kube-controller-manager, kube-proxy, coredns,
+# kube-router and prometheus. Each comes from a nested tools module under tools/ so that the
 # main go.mod never sees their dependency graphs (they conflict with each other
 # too: kube-router and coredns pin older k8s.io libraries than Kubernetes).
 #
@@ -42,7 +42,8 @@ require_version() {
 # build NAME... -- DIR VERSION GOFLAGS_LDFLAGS PKG...: builds PKG... in
 # tools/DIR into $out, naming the binaries NAME... (same order), unless every
 # one of them is present with a matching stamp. Packages of one family are
-# built in one go command so their shared dependencies compile once.
+# built in one go command so their shared dependencies compile once. $TAGS,
+# when set, are the build tags (part of the stamp).
 build() {
 	local names=()
 	while [ "$1" != -- ]; do names+=("$1"); shift; done
@@ -50,7 +51,7 @@ build() {
 	local dir=$1 version=$2 ldflags=$3
 	shift 3
 	local key
-	key="$version $gover $(cd "$here/tools/$dir" && find . -maxdepth 1 \( -name '*.go' -o -name 'go.*' \) | sort | xargs cat | sha256sum | cut -c1-16)"
+	key="$version ${TAGS:-} $gover $(cd "$here/tools/$dir" && find . -maxdepth 1 \( -name '*.go' -o -name 'go.*' \) | sort | xargs cat | sha256sum | cut -c1-16)"
 	local stale=false n
 	for n in "${names[@]}"; do
 		if [ ! -x "$out/$n" ] || [ "$(cat "$out/.$n.stamp" 2>/dev/null)" != "$key" ]; then stale=true; fi
@@ -62,7 +63,7 @@ build() {
 	echo "build.sh: building ${names[*]} $version"
 	local tmp start=$SECONDS
 	tmp=$(mktemp -d "$out/.build.XXXXXX")
-	(cd "$here/tools/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
+	(cd "$here/tools/$dir" && go build -trimpath -tags "${TAGS:-}" -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
 	local pkg i=0
 	for pkg in "$@"; do
 		# go build -o DIR/ names each binary after the last element of its package path.
@@ -82,6 +83,7 @@ require_version kubernetes k8s.io/client-go "$KUBERNETES_STAGING_VERSION"
 require_version etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 require_version coredns github.com/coredns/coredns "$COREDNS_VERSION"
 require_version kube-router github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION"
+require_version prometheus github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION"
 
 kv=${KUBERNETES_VERSION#v}
 k8s_ldflags=""
@@ -98,4 +100,12 @@ build coredns -- coredns "$COREDNS_VERSION" "" github.com/coredns/coredns
 build kube-router -- kube-router "$KUBE_ROUTER_VERSION" \
 	"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
 	github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+# Debian's prometheus package is built without Kubernetes service discovery,
+# which the shipped scrape config uses; this one has only that SD (the tags
+# leave out the cloud providers' SDs and their SDKs). No web UI assets
+# (tag builtinassets): the e2e uses the HTTP API only.
+pv=$PROMETHEUS_VERSION
+TAGS=remove_all_sd,enable_kubernetes_sd build prometheus -- prometheus "$PROMETHEUS_MODULE_VERSION" \
+	"-X github.com/prometheus/common/version.Version=${pv#v} -X github.com/prometheus/common/version.Branch=module-proxy" \
+	github.com/prometheus/prometheus/cmd/prometheus
 echo "build.sh: binaries in $out ($((SECONDS - total))s)"

@@ -33,6 +33,8 @@ const (
 	// The aggregator's window is made of 10 s buckets and recomputed every
 	// 2 s: this long after a change, it holds only results from after it.
 	e2eSettle = e2eDeltaWindow + 12*time.Second
+	// The aggregator's trailing window for regressions (default 1h).
+	e2eBaselineWindow = 3 * time.Minute
 	// Largest accepted difference between the aggregator's delta change and
 	// the delayer's hold.
 	groundTruthTolerance = 300 * time.Microsecond
@@ -43,6 +45,7 @@ type mixedPod struct {
 	pod  *cluster.Pod
 	os   cluster.OS
 	proc *cluster.Process
+	spec cluster.ExecSpec // to start it again
 }
 
 // TestMixedCluster runs the shipped manifests on two Linux and two Windows
@@ -53,7 +56,7 @@ type mixedPod struct {
 // OS pairs probed, NetworkPolicy enforced toward Linux pods and not toward
 // Windows pods, Windows' single DNS suffix found.
 func TestMixedCluster(t *testing.T) {
-	ctx, cancel := testContext(t, 12*time.Minute)
+	ctx, cancel := testContext(t, 16*time.Minute)
 	defer cancel()
 	linuxBin, _ := filepath.Abs("../../bin/xosprobe")
 	windowsBin, _ := filepath.Abs("../../bin/xosprobe.exe")
@@ -89,7 +92,8 @@ func TestMixedCluster(t *testing.T) {
 		nodes[spec.name] = n
 		nodeNames = append(nodeNames, spec.name)
 	}
-	if _, err := c.StartDNS(ctx, nodes["lin-1"]); err != nil {
+	dnsPod, err := c.StartDNS(ctx, nodes["lin-1"])
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("timing: 4 nodes + DNS %s", time.Since(start).Round(time.Millisecond))
@@ -167,6 +171,9 @@ func TestMixedCluster(t *testing.T) {
 	aggArgs = setFlag(aggArgs, "replica-token-file", aggToken)
 	aggArgs = setFlag(aggArgs, "delta-window", e2eDeltaWindow.String())
 	aggArgs = setFlag(aggArgs, "compute-interval", "2s")
+	// Regressions against the last few minutes instead of the last hour, so
+	// the ground truth's delays show as one within the test.
+	aggArgs = setFlag(aggArgs, "baseline-window", e2eBaselineWindow.String())
 	aggArgs = append(aggArgs, "--kubeconfig="+aggKC)
 	// One replica: --peer-dns stays; the headless Service lists only this
 	// pod, which recognises itself by $POD_IP.
@@ -204,6 +211,12 @@ func TestMixedCluster(t *testing.T) {
 	agentsStarted := time.Now()
 	t.Logf("timing: aggregator + 4 agents started %s", time.Since(start).Round(time.Millisecond))
 
+	// Prometheus in a pod on a Linux node, with the shipped config and rules.
+	start = time.Now()
+	prom := startPrometheus(t, ctx, c, nodes["lin-1"], filepath.Join(binDir(t), "prometheus"))
+	promStarted := time.Now()
+	t.Logf("timing: Prometheus ready %s", time.Since(start).Round(time.Millisecond))
+
 	// Ground truth for latency: NFQUEUE delayers on the path into the Windows
 	// pods, holding 0 until the measurement changes it.
 	groundTruthOn := os.Getenv("XOSPROBE_E2E_GROUND_TRUTH") != "0"
@@ -221,13 +234,7 @@ func TestMixedCluster(t *testing.T) {
 		delay = startDelayers(t, ctx, winPods, linuxIPs)
 	}
 
-	get := func(p *cluster.Pod, url string) (string, error) {
-		out, err := inPod(ctx, c, p, "get", url)
-		if err != nil {
-			return "", fmt.Errorf("GET %s in %s: %w: %.300s", url, p, err, out)
-		}
-		return out, nil
-	}
+	get := func(p *cluster.Pod, url string) (string, error) { return podGet(ctx, p, url) }
 	metricsOf := func(a mixedPod) ([]sample, error) {
 		out, err := get(a.pod, "http://127.0.0.1:9445/metrics")
 		if err != nil {
@@ -395,6 +402,43 @@ func TestMixedCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("PrometheusDiscoversAndScrapes", func(t *testing.T) {
+		// Kubernetes SD finds every agent and the aggregator, the shipped
+		// relabelling names them, and every scrape succeeds.
+		want := map[string]string{aggPod.pod.Name: "xosprobe-aggregator"}
+		for _, a := range agents {
+			want[a.pod.Name] = "xosprobe-agent"
+		}
+		eventually(t, 90*time.Second, "Prometheus targets", func() error {
+			ts, err := prom.targets()
+			if err != nil {
+				return err
+			}
+			got := map[string]string{}
+			for _, tg := range ts {
+				if tg.Health != "up" {
+					return fmt.Errorf("target %v: %s %s", tg.Labels, tg.Health, tg.LastError)
+				}
+				got[tg.Labels["pod"]] = tg.Labels["job"]
+				if tg.Labels["namespace"] != probeNS || tg.Labels["node"] == "" {
+					return fmt.Errorf("target %v lacks the shipped relabelling's namespace/node", tg.Labels)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				return fmt.Errorf("targets (pod: job) %v, want %v", got, want)
+			}
+			return nil
+		})
+		n, bad, err := prom.rulesHealth()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 || len(bad) > 0 {
+			t.Errorf("%d rules loaded; unhealthy: %v", n, bad)
+		}
+		t.Logf("Prometheus: %d targets up (agents and aggregator by Kubernetes SD), %d rules healthy", len(want), n)
+	})
+
 	if m, err := readMatrix(); err == nil {
 		matrix = m
 	}
@@ -405,6 +449,7 @@ func TestMixedCluster(t *testing.T) {
 	// 4. Ground truth: the change of the linux->windows delta p50 between
 	// D=0 and D must be the hold the delayers applied.
 	var gt []groundTruth
+	var alert *deltaAlertWatch
 	if groundTruthOn && !t.Failed() {
 		start = time.Now()
 		aggMetrics := func() ([]sample, error) {
@@ -414,13 +459,18 @@ func TestMixedCluster(t *testing.T) {
 			}
 			return parseMetrics(out), nil
 		}
-		gt = runGroundTruth(t, ctx, delay, []time.Duration{2 * time.Millisecond, 5 * time.Millisecond}, e2eSettle, time.Since(agentsStarted), aggMetrics,
+		// Two asserted delays, then one above the shipped alert threshold.
+		alert = newDeltaAlertWatch(t, prom)
+		stages := []gtStage{{2 * time.Millisecond, true}, {5 * time.Millisecond, true}, {alert.threshold + 5*time.Millisecond, false}}
+		gt = runGroundTruth(t, ctx, delay, stages, e2eSettle, time.Since(agentsStarted), aggMetrics,
 			func() {
 				// The summary's /matrix: a full window, all at D=0.
 				if m, err := readMatrix(); err == nil {
 					matrix = m
 				}
-			})
+			}, alert.stage)
+		delay.stop(t)
+		alert.resolve(e2eSettle + 30*time.Second)
 		for _, g := range gt {
 			if e := g.Observed - g.Hold; g.Asserted && e > groundTruthTolerance || e < -groundTruthTolerance {
 				t.Errorf("ground truth D=%s %s %s: the delta p50 moved %s, the delayer held %s (error %s, tolerance %s)",
@@ -434,7 +484,53 @@ func TestMixedCluster(t *testing.T) {
 	} else if !groundTruthOn {
 		t.Log("ground truth skipped (XOSPROBE_E2E_GROUND_TRUTH=0)")
 	}
-	printSummary(t, matrix, enforcement, gt)
+	// 5. Faults, each after the previous one recovered.
+	f := &faultEnv{ctx: ctx, c: c, agents: &agents, agg: &aggPod, dns: dnsPod, prom: prom, interval: 2 * time.Second}
+	for _, fault := range []struct {
+		name string
+		run  func()
+	}{
+		{"FaultCoreDNSStopped", f.dnsStopped},
+		{"FaultAggregatorKilled", f.aggregatorKilled},
+		{"FaultAPIServerRestarted", f.apiserverRestarted},
+		{"FaultAgentPodDeleted", func() { f.agentDeleted("win-2") }},
+	} {
+		if ctx.Err() != nil {
+			break
+		}
+		start = time.Now()
+		t.Run(fault.name, func(t *testing.T) {
+			f.t = t
+			fault.run()
+		})
+		t.Logf("timing: %s %s", fault.name, time.Since(start).Round(time.Millisecond))
+		if err := alive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 6. Every dashboard query returned data at some point of the run.
+	var promLines []string
+	t.Run("DashboardQueries", func(t *testing.T) {
+		n, withData, empty, listed, stale, err := dashboardCoverage(prom, "../../dashboards/queries.txt", "prometheus-empty-ok.txt", promStarted, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range empty {
+			t.Errorf("dashboard query returned no data during the run: %s", q)
+		}
+		for _, q := range stale {
+			t.Errorf("prometheus-empty-ok.txt lists a query that is not in dashboards/queries.txt: %s", q)
+		}
+		promLines = append(promLines, fmt.Sprintf("dashboard queries: %d, %d with data, %d empty as listed in prometheus-empty-ok.txt, %d empty unlisted", n, withData, len(listed), len(empty)))
+		for _, q := range listed {
+			promLines = append(promLines, "  empty as listed: "+q)
+		}
+	})
+	if alert != nil {
+		promLines = append(alert.Lines, promLines...)
+	}
+	printSummary(t, matrix, enforcement, gt, promLines, f.Lines)
 	t.Logf("timing: TestMixedCluster body %s", time.Since(begin).Round(time.Millisecond))
 }
 
@@ -482,7 +578,7 @@ func startFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster, n 
 		t.Fatal(err)
 	}
 	t.Logf("%s on %s (%s): %s %s", p, n.Name, p.IP, filepath.Base(bin), strings.Join(args, " "))
-	return mixedPod{pod: p, os: n.OS, proc: proc}
+	return mixedPod{pod: p, os: n.OS, proc: proc, spec: spec}
 }
 
 // increase is now minus base for counters (by name and labels); other
@@ -626,11 +722,12 @@ type groundTruth struct {
 	Hold     time.Duration // median hold the delayer measured
 	Observed time.Duration // change of the aggregator's delta p50
 	Asserted bool          // held to groundTruthTolerance
+	CIWidth  time.Duration // the wider of the delta's confidence intervals at D=0 and D
 }
 
 // printSummary logs the per-pair table of /matrix, policy enforcement and
 // the ground-truth errors.
-func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundTruth) {
+func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundTruth, prometheus, faults []string) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n== xosprobe e2e summary ==\n")
@@ -672,10 +769,18 @@ func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundT
 	}
 	if len(gt) > 0 {
 		fmt.Fprintf(&b, "ground truth (NFQUEUE hold on packets into Windows pods):\n")
-		fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s  %s\n", "D", "check", "phase", "median hold", "delta change", "error", "asserted")
+		fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s  %s\n", "D", "check", "phase", "median hold", "delta change", "error", "delta CI", "asserted")
 		for _, g := range gt {
-			fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s  %v\n", g.D, g.Check, g.Phase, g.Hold.Round(time.Microsecond),
-				g.Observed.Round(time.Microsecond), (g.Observed - g.Hold).Round(time.Microsecond), g.Asserted)
+			fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s  %v\n", g.D, g.Check, g.Phase, g.Hold.Round(time.Microsecond),
+				g.Observed.Round(time.Microsecond), (g.Observed - g.Hold).Round(time.Microsecond), g.CIWidth.Round(time.Microsecond), g.Asserted)
+		}
+	}
+	for _, sec := range []struct {
+		title string
+		lines []string
+	}{{"Prometheus (shipped config and rules)", prometheus}, {"faults", faults}} {
+		if len(sec.lines) > 0 {
+			fmt.Fprintf(&b, "%s:\n  %s\n", sec.title, strings.Join(sec.lines, "\n  "))
 		}
 	}
 	t.Log(b.String())

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,60 +109,95 @@ func (g *delayers) stop(t *testing.T) {
 	g.ds = nil
 }
 
-// runGroundTruth holds packets for each D in turn and compares the change of
-// the aggregator's linux->windows delta p50 (from D=0) with the change of the
-// median hold the delayers applied. settle is how long after a change of D
-// the aggregator's window holds only results of the new D.
-func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, ds []time.Duration, settle time.Duration, sinceStart time.Duration,
-	aggMetrics func() ([]sample, error), atBaseline func()) []groundTruth {
+// gtStage is one delay the ground truth holds: D, and whether the delta
+// change is held to groundTruthTolerance (a D above the alert threshold is
+// not: the sketches' 1% relative accuracy alone allows 0.2 ms at 20 ms).
+type gtStage struct {
+	D        time.Duration
+	Asserted bool
+}
+
+// runGroundTruth holds packets for each stage's D in turn and compares the
+// change of the aggregator's linux->windows delta p50 (from D=0) with the
+// change of the median hold the delayers applied. settle is how long after a
+// change of D the aggregator's window holds only results of the new D. watch,
+// if not nil, runs after each change of D (and once at the baseline) and
+// returns by end.
+func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtStage, settle time.Duration, sinceStart time.Duration,
+	aggMetrics func() ([]sample, error), atBaseline func(), watch func(d time.Duration, end time.Time)) []groundTruth {
 	t.Helper()
-	read := func() map[string]float64 {
+	// read returns the delta p50 of each phase and the width of its
+	// confidence interval (the aggregator's own precision at that moment).
+	read := func() (delta, ci map[string]float64) {
 		ss, err := aggMetrics()
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]float64{}
+		delta, ci = map[string]float64{}, map[string]float64{}
 		for _, gp := range groundTruthPhases {
-			v, n := sumMetric(ss, "xosprobe_cross_os_delta_seconds", map[string]string{"check": gp.check, "phase": gp.phase, "pair": "linux->windows", "quantile": "0.5"})
+			l := map[string]string{"check": gp.check, "phase": gp.phase, "pair": "linux->windows", "quantile": "0.5"}
+			v, n := sumMetric(ss, "xosprobe_cross_os_delta_seconds", l)
 			if n != 1 {
-				t.Fatalf("xosprobe_cross_os_delta_seconds{check=%q,phase=%q,pair=linux->windows,quantile=0.5}: %d series", gp.check, gp.phase, n)
+				t.Fatalf("xosprobe_cross_os_delta_seconds%v: %d series", l, n)
 			}
-			out[gp.check+"/"+gp.phase] = v
+			k := gp.check + "/" + gp.phase
+			delta[k] = v
+			lo, nl := sumMetric(ss, "xosprobe_cross_os_delta_ci_low_seconds", l)
+			hi, nh := sumMetric(ss, "xosprobe_cross_os_delta_ci_high_seconds", l)
+			ci[k] = math.Inf(1)
+			if nl == 1 && nh == 1 {
+				ci[k] = hi - lo
+			}
 		}
-		return out
+		return delta, ci
 	}
-	sleep := func(d time.Duration) {
+	sleepUntil := func(end time.Time) {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("ground truth: %v", ctx.Err())
-		case <-time.After(d):
+		case <-time.After(time.Until(end)):
 		}
 	}
 	// Baseline: the delayers have held with 0 since the agents started.
 	if sinceStart < settle {
-		sleep(settle - sinceStart)
+		sleepUntil(time.Now().Add(settle - sinceStart))
 	}
-	base := read()
+	base, baseCI := read()
 	atBaseline()
 	baseHold := medianDuration(g.takeHolds())
-	t.Logf("ground truth D=0: delta p50 %v, median hold %s", base, baseHold)
+	t.Logf("ground truth D=0: delta p50 %v (CI widths %v), median hold %s", base, baseCI, baseHold)
+	if watch != nil {
+		watch(0, time.Now())
+	}
 	var gt []groundTruth
-	for _, d := range ds {
-		g.setHold(d)
+	for _, st := range stages {
+		g.setHold(st.D)
 		g.takeHolds()
-		sleep(settle)
-		now := read()
+		end := time.Now().Add(settle)
+		if watch != nil {
+			watch(st.D, end)
+		}
+		sleepUntil(end)
+		now, ci := read()
 		holds := g.takeHolds()
 		hold := medianDuration(holds) - baseHold
-		t.Logf("ground truth D=%s: delta p50 %v, median hold %s over %d packets", d, now, hold+baseHold, len(holds))
+		t.Logf("ground truth D=%s: delta p50 %v (CI widths %v), median hold %s over %d packets", st.D, now, ci, hold+baseHold, len(holds))
 		for _, gp := range groundTruthPhases {
 			k := gp.check + "/" + gp.phase
-			gt = append(gt, groundTruth{D: d, Check: gp.check, Phase: gp.phase, Hold: hold, Asserted: gp.asserted,
-				Observed: time.Duration((now[k] - base[k]) * 1e9)})
+			gt = append(gt, groundTruth{D: st.D, Check: gp.check, Phase: gp.phase, Hold: hold, Asserted: gp.asserted && st.Asserted,
+				Observed: time.Duration((now[k] - base[k]) * 1e9), CIWidth: ciWidth(max(ci[k], baseCI[k]))})
 		}
 	}
 	g.setHold(0)
 	return gt
+}
+
+// ciWidth is a CI width in seconds as a Duration, 0 when unbounded.
+func ciWidth(s float64) time.Duration {
+	if math.IsInf(s, 0) || math.IsNaN(s) {
+		return 0
+	}
+	return time.Duration(s * 1e9)
 }
 
 func runCmd(ctx context.Context, argv ...string) (string, error) {

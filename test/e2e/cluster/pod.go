@@ -298,6 +298,14 @@ func (c *Cluster) Exec(ctx context.Context, p *Pod, spec ExecSpec) (*Process, er
 	return proc, nil
 }
 
+// Processes returns the pod's running processes that Exec started, oldest
+// first (tests signal them: SIGSTOP, SIGKILL).
+func (p *Pod) Processes() []*Process {
+	p.procs.mu.Lock()
+	defer p.procs.mu.Unlock()
+	return append([]*Process(nil), p.procs.procs...)
+}
+
 // Run runs spec inside the pod to completion and returns its combined output.
 func (c *Cluster) Run(ctx context.Context, p *Pod, spec ExecSpec) (string, error) {
 	argv, env, err := p.command(spec)

@@ -1,0 +1,446 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xosprobe/xosprobe/test/e2e/cluster"
+)
+
+// faultEnv is what the fault scenarios act on and read.
+type faultEnv struct {
+	t        *testing.T
+	ctx      context.Context
+	c        *cluster.Cluster
+	agents   *[]mixedPod // a deleted agent leaves the list
+	agg      *mixedPod   // a restarted aggregator gets its new process here
+	dns      *cluster.Pod
+	prom     *promServer
+	interval time.Duration
+	Lines    []string // for the summary
+}
+
+func (f *faultEnv) logf(format string, args ...any) {
+	f.t.Helper()
+	line := fmt.Sprintf(format, args...)
+	f.t.Log(line)
+	f.Lines = append(f.Lines, line)
+}
+
+// agentMetrics reads every agent's /metrics, by pod.
+func (f *faultEnv) agentMetrics() (map[*cluster.Pod][]sample, error) {
+	out := map[*cluster.Pod][]sample{}
+	for _, a := range *f.agents {
+		body, err := podGet(f.ctx, a.pod, "http://127.0.0.1:9445/metrics")
+		if err != nil {
+			return nil, err
+		}
+		out[a.pod] = parseMetrics(body)
+	}
+	return out, nil
+}
+
+func (f *faultEnv) aggMetrics() ([]sample, error) {
+	body, err := podGet(f.ctx, f.agg.pod, "http://127.0.0.1:9446/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(body), nil
+}
+
+// sumAgents sums a metric over every agent.
+func sumAgents(ms map[*cluster.Pod][]sample, name string, labels map[string]string) float64 {
+	var sum float64
+	for _, ss := range ms {
+		v, _ := sumMetric(ss, name, labels)
+		sum += v
+	}
+	return sum
+}
+
+func (f *faultEnv) sleep(d time.Duration) {
+	select {
+	case <-f.ctx.Done():
+		f.t.Fatalf("fault: %v", f.ctx.Err())
+	case <-time.After(d):
+	}
+}
+
+// checkOutcomes is the increase of xosprobe_probe_total by check and result
+// in ss (increases from increase()).
+func checkOutcomes(ss []sample) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	for _, s := range ss {
+		if s.Name != "xosprobe_probe_total" || s.Value == 0 {
+			continue
+		}
+		ch := s.Labels["check"]
+		if out[ch] == nil {
+			out[ch] = map[string]float64{}
+		}
+		out[ch][s.Labels["result"]] += s.Value
+	}
+	return out
+}
+
+// dnsStopped stops CoreDNS (SIGSTOP: it holds its socket and answers
+// nothing, so queries time out instead of being refused) for a few probe
+// intervals. Every agent's dns checks must fail with dns_timeout and only
+// that; tcp, http, service and netpol-allow must keep succeeding. Then
+// CoreDNS continues and dns checks succeed again.
+func (f *faultEnv) dnsStopped() {
+	t := f.t
+	procs := f.dns.Processes()
+	if len(procs) != 1 {
+		t.Fatalf("CoreDNS pod runs %d processes, want 1", len(procs))
+	}
+	pgid := procs[0].PID()
+	if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	cont := func() {
+		if stopped {
+			_ = syscall.Kill(-pgid, syscall.SIGCONT)
+			stopped = false
+		}
+	}
+	t.Cleanup(cont) // before the teardown, which could not stop a stopped process gracefully
+	// Runs started before the stop, and the first timeouts, are over after
+	// an interval plus the timeout; then count over five intervals.
+	f.sleep(2 * f.interval)
+	base, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sleep(5 * f.interval)
+	now, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont()
+	var notes []string
+	for _, a := range *f.agents {
+		oc := checkOutcomes(increase(base[a.pod], now[a.pod]))
+		dns := oc["dns"]
+		if dns["dns_timeout"] == 0 {
+			t.Errorf("CoreDNS stopped: %s (%s) reports no dns_timeout; dns outcomes %v", a.pod, a.os, dns)
+		}
+		for r, n := range dns {
+			if r != "dns_timeout" {
+				t.Errorf("CoreDNS stopped: %s (%s) dns check %s x%v, want only dns_timeout", a.pod, a.os, r, n)
+			}
+		}
+		for _, ch := range []string{"tcp", "http", "service", "netpol-allow"} {
+			if oc[ch]["success"] == 0 {
+				t.Errorf("CoreDNS stopped: %s (%s) %s check had no success: %v", a.pod, a.os, ch, oc[ch])
+			}
+			for r, n := range oc[ch] {
+				if r != "success" {
+					t.Errorf("CoreDNS stopped: %s (%s) %s check %s x%v; only dns may fail", a.pod, a.os, ch, r, n)
+				}
+			}
+		}
+		notes = append(notes, fmt.Sprintf("%s %v", a.pod.Node.Name, dns))
+	}
+	f.logf("CoreDNS stopped %s: dns outcomes per agent over %s: %s; tcp/http/service/netpol-allow all success",
+		(7 * f.interval).String(), 5*f.interval, strings.Join(notes, ", "))
+	// Recovery.
+	recovered, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 60*time.Second, "dns checks succeed again after CoreDNS continued", func() error {
+		now, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		for _, a := range *f.agents {
+			if checkOutcomes(increase(recovered[a.pod], now[a.pod]))["dns"]["success"] == 0 {
+				return fmt.Errorf("%s: no dns success yet", a.pod)
+			}
+		}
+		return nil
+	})
+	f.logf("CoreDNS continued: every agent's dns check succeeds again after %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// aggregatorKilled SIGKILLs the aggregator, keeps it down for a few
+// intervals, and starts it again in the same pod with the same arguments.
+// The agents must buffer (nothing dropped) and resend; the delta must come
+// back; and the new aggregator must have counted exactly the results the
+// agents delivered since the kill: none lost, none counted twice.
+func (f *faultEnv) aggregatorKilled() {
+	t := f.t
+	const ingested, skipped = "xosprobe_aggregator_results_total", "xosprobe_aggregator_results_skipped_total"
+	const sent, dropped, buffered = "xosprobe_reporter_sent_results_total", "xosprobe_reporter_dropped_results_total", "xosprobe_reporter_buffered_results"
+	before, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := f.agg.proc
+	if err := syscall.Kill(-old.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-old.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("aggregator did not die of SIGKILL")
+	}
+	killed := time.Now()
+	// Acknowledgements stop with the aggregator: the agents' sent counters
+	// now stay where they are until it is back.
+	atKill, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sentAtKill := sumAgents(atKill, sent, nil)
+	f.sleep(5 * f.interval)
+	down, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sumAgents(down, sent, nil); s != sentAtKill {
+		t.Errorf("aggregator down: the agents' sent counters moved from %v to %v", sentAtKill, s)
+	}
+	buf := sumAgents(down, buffered, nil)
+	if buf == 0 {
+		t.Errorf("aggregator down for %s: the agents buffer nothing", time.Since(killed).Round(time.Second))
+	}
+	proc, err := f.c.Exec(f.ctx, f.agg.pod, f.agg.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.agg.proc = proc
+	restarted := time.Now()
+
+	// The buffered results arrive, and the delta is computed again.
+	eventually(t, 90*time.Second, "agents' buffers drained into the restarted aggregator and the delta back", func() error {
+		if exited, err := proc.Exited(); exited {
+			t.Fatalf("restarted aggregator exited (%v):\n%s", err, proc.LogTail(3000))
+		}
+		now, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		if s := sumAgents(now, sent, nil); s < sentAtKill+buf {
+			return fmt.Errorf("sent %v since the kill, %v were buffered", s-sentAtKill, buf)
+		}
+		ss, err := f.aggMetrics()
+		if err != nil {
+			return err
+		}
+		for _, e := range deltaAlertExpected {
+			l := map[string]string{"check": e.check, "phase": e.phase, "pair": "linux->windows", "quantile": "0.5"}
+			if _, n := sumMetric(ss, "xosprobe_cross_os_delta_seconds", l); n != 1 {
+				return fmt.Errorf("no delta %v yet", l)
+			}
+			if v, _ := sumMetric(ss, "xosprobe_cross_os_delta_insufficient", l); v != 0 {
+				return fmt.Errorf("delta %v still insufficient", l)
+			}
+		}
+		return nil
+	})
+	recovered := time.Since(restarted)
+
+	// Exactly once: read while no agent's sent counter moves around the
+	// aggregator's read, so no batch is between counted and acknowledged.
+	var sentSince, counted, dups float64
+	eventually(t, 30*time.Second, "aggregator count equal to the results the agents delivered since the kill", func() error {
+		s1, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		ss, err := f.aggMetrics()
+		if err != nil {
+			return err
+		}
+		s2, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		a, b := sumAgents(s1, sent, nil), sumAgents(s2, sent, nil)
+		if a != b {
+			return fmt.Errorf("agents sent during the read (%v -> %v)", a, b)
+		}
+		in, _ := sumMetric(ss, ingested, map[string]string{"source": "agent"})
+		sk, _ := sumMetric(ss, skipped, nil)
+		sentSince, counted = a-sentAtKill, in+sk
+		dups, _ = sumMetric(ss, "xosprobe_aggregator_batches_total", map[string]string{"result": "duplicate"})
+		if counted != sentSince {
+			return fmt.Errorf("the restarted aggregator counted %v results (%v ingested, %v skipped), the agents delivered %v since the kill", counted, in, sk, sentSince)
+		}
+		return nil
+	})
+	after, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := sumAgents(after, dropped, nil) - sumAgents(before, dropped, nil); d != 0 {
+		t.Errorf("agents dropped %v results around the aggregator restart", d)
+	}
+	errs := sumAgents(after, "xosprobe_reporter_send_errors_total", nil) - sumAgents(before, "xosprobe_reporter_send_errors_total", nil)
+	f.logf("aggregator SIGKILLed, down %s: agents buffered %v results (0 dropped, %v send errors), the restarted one had the delta back after %s "+
+		"and counted %v results = the %v the agents delivered since the kill (%v duplicate batches answered)",
+		restarted.Sub(killed).Round(100*time.Millisecond), buf, errs, recovered.Round(100*time.Millisecond), counted, sentSince, dups)
+}
+
+// apiserverRestarted restarts kube-apiserver. That its clients' informers
+// recover is shown by agentDeleted, which needs the agents' and Prometheus'
+// watches to see a Pod deletion made after the restart.
+func (f *faultEnv) apiserverRestarted() {
+	start := time.Now()
+	if err := f.c.CP.Restart(f.ctx, cluster.KubeAPIServer); err != nil {
+		f.t.Fatal(err)
+	}
+	f.logf("kube-apiserver restarted in %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// agentDeleted deletes the agent pod on node victim. No agent may open a
+// connection to its probe ports later than one interval after the Pod is
+// deleted (counted in the node's FORWARD chain, where every probe toward the
+// pod passes, direct or through a Service); the other agents' peer counts
+// and Prometheus' targets drop it; and no alert starts but the one that
+// says a node's agent stopped (XosprobePeersDropped for its OS: with two
+// nodes per OS, one agent is half the peers).
+func (f *faultEnv) agentDeleted(victim string) {
+	t := f.t
+	i := slices.IndexFunc(*f.agents, func(a mixedPod) bool { return a.pod.Node.Name == victim })
+	if i < 0 {
+		t.Fatalf("no agent on %s", victim)
+	}
+	a := (*f.agents)[i]
+	node := a.pod.Node
+	rule := []string{"ip", "netns", "exec", node.NetNS, "iptables", "-w", "%s", "FORWARD", "-d", a.pod.IP.String() + "/32",
+		"-p", "tcp", "--syn", "-m", "multiport", "--dports", fmt.Sprintf("%d:%d", portHTTP, portDeny),
+		"-m", "comment", "--comment", "xne2e-deleted-pod-probes"}
+	if out, err := iptablesOp(f.ctx, rule, "-I"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer func() {
+		if out, err := iptablesOp(context.Background(), rule, "-D"); err != nil {
+			t.Logf("removing the counting rule: %v: %s", err, out)
+		}
+	}()
+	syns := func() (int, error) {
+		out, err := runCmd(f.ctx, "ip", "netns", "exec", node.NetNS, "iptables", "-w", "-L", "FORWARD", "-v", "-x", "-n")
+		if err != nil {
+			return 0, err
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "xne2e-deleted-pod-probes") {
+				return strconv.Atoi(strings.Fields(l)[0])
+			}
+		}
+		return 0, fmt.Errorf("counting rule not found:\n%s", out)
+	}
+	peersBefore, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alertsBefore, err := f.prom.alerts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*f.interval, "probes toward "+a.pod.String()+" counted in "+node.Name+"'s FORWARD chain", func() error {
+		if n, err := syns(); err != nil || n == 0 {
+			return fmt.Errorf("%d counted (%v)", n, err)
+		}
+		return nil
+	})
+
+	*f.agents = slices.Delete(*f.agents, i, i+1)
+	if err := f.c.DeletePod(f.ctx, a.pod); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	// Poll the counter for four intervals; the last increase must be within one.
+	last := deleted
+	prev, err := syns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Since(deleted) < 4*f.interval {
+		time.Sleep(100 * time.Millisecond)
+		n, err := syns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != prev {
+			last, prev = time.Now(), n
+		}
+	}
+	lastAfter := last.Sub(deleted)
+	if lastAfter > f.interval {
+		t.Errorf("agent pod on %s deleted: probes toward it still started %s later (one interval: %s)", victim, lastAfter.Round(100*time.Millisecond), f.interval)
+	}
+
+	// The informers saw it: peer counts drop by the deleted agent.
+	dstOS := map[string]string{"dst_os": string(a.os)}
+	eventually(t, 30*time.Second, "agents' peer counts without the deleted agent", func() error {
+		now, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		for _, o := range *f.agents {
+			b, _ := sumMetric(peersBefore[o.pod], "xosprobe_peers", dstOS)
+			n, _ := sumMetric(now[o.pod], "xosprobe_peers", dstOS)
+			if n != b-1 {
+				return fmt.Errorf("%s: %v %s peers, had %v", o.pod, n, a.os, b)
+			}
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "Prometheus' target of the deleted agent gone", func() error {
+		ts, err := f.prom.targets()
+		if err != nil {
+			return err
+		}
+		for _, tg := range ts {
+			if tg.Labels["pod"] == a.pod.Name {
+				return fmt.Errorf("target %v still discovered", tg.Labels)
+			}
+		}
+		return nil
+	})
+
+	// No alert storm: ten evaluations later, only the expected alert is new.
+	f.sleep(10 * f.interval)
+	alertsAfter, err := f.prom.alerts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	had := map[string]bool{}
+	for _, al := range alertsBefore {
+		had[alertKey(al)] = true
+	}
+	var started []string
+	for _, al := range alertsAfter {
+		if had[alertKey(al)] {
+			continue
+		}
+		if al.Labels["alertname"] == "XosprobePeersDropped" && al.Labels["dst_os"] == string(a.os) {
+			started = append(started, al.String()+" (expected)")
+			continue
+		}
+		t.Errorf("agent pod on %s deleted: alert %s started", victim, al)
+		started = append(started, al.String())
+	}
+	f.logf("agent pod on %s deleted: last probe toward it started %s after the deletion (interval %s); peers and Prometheus targets dropped it; alerts started: %v",
+		victim, lastAfter.Round(100*time.Millisecond), f.interval, started)
+}
+
+// alertKey identifies an alert series whatever its state.
+func alertKey(a promAlert) string {
+	s := promAlert{Labels: a.Labels}.String()
+	return strings.TrimSpace(s)
+}
