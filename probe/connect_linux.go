@@ -2,11 +2,8 @@ package probe
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net/netip"
 	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +21,7 @@ import (
 // cancellation abort the connect with shutdown(2).
 //
 // With keep false the socket is closed before return and conn is nil;
-// otherwise it stays blocking, for the HTTP exchange (see blockingConn).
+// otherwise it is switched to non-blocking and handed to the runtime poller.
 func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (conn, time.Duration, kernelrtt.Sample, error) {
 	ip := addr.Addr().Unmap()
 	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Addr: ip.As16(), Port: int(addr.Port())})
@@ -76,89 +73,11 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 		abortiveClose(fd)
 		return nil, end.Sub(start), rtt, nil
 	}
-	return &blockingConn{fd: fd}, end.Sub(start), rtt, nil
-}
-
-// blockingConn is a connected probe socket read and written with blocking
-// syscalls, for the same reason connect blocks: the kernel wakes this thread
-// when the response arrives, so first_byte holds no poller wake-up, and no
-// epoll registration is made and removed per probe. It has no timers of its
-// own: the HTTP check sets a deadline in the past when its context ends
-// (deadline or cancellation), and that shuts the socket down, which wakes a
-// blocked read or write.
-type blockingConn struct {
-	fd       int
-	mu       sync.Mutex // orders an abort against Close: never shut down a closed (maybe reused) fd
-	closed   bool
-	deadline time.Time
-}
-
-func (c *blockingConn) Read(b []byte) (int, error) {
-	for {
-		n, err := unix.Read(c.fd, b)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			return 0, c.wrap("read", err)
-		case n == 0 && len(b) > 0:
-			if c.expired() {
-				return 0, os.ErrDeadlineExceeded
-			}
-			return 0, io.EOF
-		}
-		return n, nil
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, 0, kernelrtt.Sample{}, os.NewSyscallError("fcntl", err)
 	}
-}
-
-func (c *blockingConn) Write(b []byte) (int, error) {
-	written := 0
-	for written < len(b) {
-		n, err := unix.Write(c.fd, b[written:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return written, c.wrap("write", err)
-		}
-		written += n
-	}
-	return written, nil
-}
-
-// SetDeadline records t; a t already past aborts the exchange at once.
-func (c *blockingConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.deadline = t
-	if !c.closed && !t.After(time.Now()) {
-		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
-	}
-	return nil
-}
-
-func (c *blockingConn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return os.ErrClosed
-	}
-	c.closed = true
-	return unix.Close(c.fd)
-}
-
-func (c *blockingConn) expired() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.deadline.IsZero() && !c.deadline.After(time.Now())
-}
-
-// wrap reports an error caused by an abort as the deadline it was.
-func (c *blockingConn) wrap(op string, err error) error {
-	if c.expired() {
-		return os.ErrDeadlineExceeded
-	}
-	return os.NewSyscallError(op, err)
+	return os.NewFile(uintptr(fd), addr.String()), end.Sub(start), rtt, nil
 }
 
 // abortiveClose closes a connect-only probe socket with RST instead of FIN, so

@@ -24,9 +24,8 @@ func (p *Prober) TCP(ctx context.Context, t Target) Result {
 	return r
 }
 
-// conn is a connected probe socket: a blockingConn on Linux (the raw socket,
-// read with blocking syscalls), a net.Conn elsewhere. A
-// deadline in the past aborts a blocked read or write on both.
+// conn is a connected probe socket: an *os.File on Linux (the raw socket on
+// the runtime poller), a net.Conn elsewhere. Both honor deadlines.
 type conn interface {
 	io.ReadWriteCloser
 	SetDeadline(time.Time) error
