@@ -59,9 +59,9 @@ func readOnlyMappingOf(line string, dev, ino uint64) (lo, hi uintptr, ok bool) {
 	if n, err := strconv.ParseUint(fields[4], 10, 64); err != nil || n != ino {
 		return 0, 0, false
 	}
-	maj, min, found := strings.Cut(fields[3], ":")
-	mj, err1 := strconv.ParseUint(maj, 16, 32)
-	mn, err2 := strconv.ParseUint(min, 16, 32)
+	major, minor, found := strings.Cut(fields[3], ":")
+	mj, err1 := strconv.ParseUint(major, 16, 32)
+	mn, err2 := strconv.ParseUint(minor, 16, 32)
 	if !found || err1 != nil || err2 != nil || unix.Mkdev(uint32(mj), uint32(mn)) != dev {
 		return 0, 0, false
 	}
