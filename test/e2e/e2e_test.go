@@ -28,8 +28,10 @@ const (
 	aggregatorSA = "xosprobe-aggregator"
 	audience     = "xosprobe-aggregator"
 	// The harness plays the kubelet faster than the manifests' pace.
-	e2eInterval    = "2s"
-	e2eDeltaWindow = 40 * time.Second
+	e2eInterval = "2s"
+	// 70 s: the delta alert's p90 needs 50 samples a side, and the
+	// linux->linux baseline gets one per second (two agents, one peer each).
+	e2eDeltaWindow = 70 * time.Second
 	// The aggregator's window is made of 10 s buckets and recomputed every
 	// 2 s: this long after a change, it holds only results from after it.
 	e2eSettle = e2eDeltaWindow + 12*time.Second
@@ -184,9 +186,8 @@ func TestMixedCluster(t *testing.T) {
 	}
 	t.Logf("aggregator --check-config:\n%s", strings.TrimSpace(aggOut))
 
-	var agents []mixedPod
-	for _, name := range nodeNames {
-		n := nodes[name]
+	// startAgent plays the kubelet for the agent DaemonSet of node's OS.
+	startAgent := func(n *cluster.Node) mixedPod {
 		ds, _, err := podTemplate(objs, "DaemonSet", "xosprobe-agent-"+string(n.OS))
 		if err != nil {
 			t.Fatal(err)
@@ -206,7 +207,11 @@ func TestMixedCluster(t *testing.T) {
 		args = setFlag(args, "interval", e2eInterval)
 		args = setFlag(args, "timeout", e2eInterval) // must not exceed --interval
 		args = append(args, "--kubeconfig="+kc)
-		agents = append(agents, startFromTemplate(t, ctx, c, n, "xosprobe-agent-"+name, &ds.Template, bin, args, n.OS == cluster.Windows))
+		return startFromTemplate(t, ctx, c, n, "xosprobe-agent-"+n.Name, &ds.Template, bin, args, n.OS == cluster.Windows)
+	}
+	var agents []mixedPod
+	for _, name := range nodeNames {
+		agents = append(agents, startAgent(nodes[name]))
 	}
 	agentsStarted := time.Now()
 	t.Logf("timing: aggregator + 4 agents started %s", time.Since(start).Round(time.Millisecond))
@@ -472,7 +477,7 @@ func TestMixedCluster(t *testing.T) {
 		delay.stop(t)
 		alert.resolve(e2eSettle + 30*time.Second)
 		for _, g := range gt {
-			if e := g.Observed - g.Hold; g.Asserted && e > groundTruthTolerance || e < -groundTruthTolerance {
+			if e := g.Observed - g.Hold; g.Asserted && (e > groundTruthTolerance || e < -groundTruthTolerance) {
 				t.Errorf("ground truth D=%s %s %s: the delta p50 moved %s, the delayer held %s (error %s, tolerance %s)",
 					g.D, g.Check, g.Phase, g.Observed, g.Hold, e, groundTruthTolerance)
 			}
@@ -485,15 +490,15 @@ func TestMixedCluster(t *testing.T) {
 		t.Log("ground truth skipped (XOSPROBE_E2E_GROUND_TRUTH=0)")
 	}
 	// 5. Faults, each after the previous one recovered.
-	f := &faultEnv{ctx: ctx, c: c, agents: &agents, agg: &aggPod, dns: dnsPod, prom: prom, interval: 2 * time.Second}
+	f := &faultEnv{ctx: ctx, c: c, agents: &agents, agg: &aggPod, dns: dnsPod, prom: prom, interval: 2 * time.Second, startAgent: startAgent}
 	for _, fault := range []struct {
 		name string
 		run  func()
 	}{
 		{"FaultCoreDNSStopped", f.dnsStopped},
 		{"FaultAggregatorKilled", f.aggregatorKilled},
-		{"FaultAPIServerRestarted", f.apiserverRestarted},
-		{"FaultAgentPodDeleted", func() { f.agentDeleted("win-2") }},
+		{"FaultAgentPodDeleted", func() { f.agentDeleted(nodes["win-2"]) }},
+		{"FaultAPIServerRestarted", func() { f.apiserverRestarted(nodes["win-2"]) }},
 	} {
 		if ctx.Err() != nil {
 			break

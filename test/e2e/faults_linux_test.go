@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +24,9 @@ type faultEnv struct {
 	dns      *cluster.Pod
 	prom     *promServer
 	interval time.Duration
-	Lines    []string // for the summary
+	// startAgent starts the agent DaemonSet's pod on a node, as the kubelet would.
+	startAgent func(*cluster.Node) mixedPod
+	Lines      []string // for the summary
 }
 
 func (f *faultEnv) logf(format string, args ...any) {
@@ -294,55 +295,76 @@ func (f *faultEnv) aggregatorKilled() {
 		restarted.Sub(killed).Round(100*time.Millisecond), buf, errs, recovered.Round(100*time.Millisecond), counted, sentSince, dups)
 }
 
-// apiserverRestarted restarts kube-apiserver. That its clients' informers
-// recover is shown by agentDeleted, which needs the agents' and Prometheus'
-// watches to see a Pod deletion made after the restart.
-func (f *faultEnv) apiserverRestarted() {
+// apiserverRestarted restarts kube-apiserver, then starts the agent pod of
+// node again (agentDeleted removed it): the other agents' informers and
+// Prometheus' service discovery must recover from the restart and pick up
+// the new pod (new IP) created after it.
+func (f *faultEnv) apiserverRestarted(node *cluster.Node) {
+	t := f.t
 	start := time.Now()
 	if err := f.c.CP.Restart(f.ctx, cluster.KubeAPIServer); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	f.logf("kube-apiserver restarted in %s", time.Since(start).Round(100*time.Millisecond))
+	restart := time.Since(start)
+	before, err := f.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := f.startAgent(node)
+	created := time.Now()
+	*f.agents = append(*f.agents, a)
+	dstOS := map[string]string{"dst_os": string(a.os)}
+	eventually(t, 60*time.Second, "agents' peer counts with the new agent", func() error {
+		now, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		for _, o := range *f.agents {
+			if o.pod == a.pod {
+				continue
+			}
+			b, _ := sumMetric(before[o.pod], "xosprobe_peers", dstOS)
+			n, _ := sumMetric(now[o.pod], "xosprobe_peers", dstOS)
+			if n != b+1 {
+				return fmt.Errorf("%s: %v %s peers, had %v", o.pod, n, a.os, b)
+			}
+		}
+		return nil
+	})
+	peers := time.Since(created)
+	eventually(t, 60*time.Second, "Prometheus' target of the new agent up", func() error {
+		ts, err := f.prom.targets()
+		if err != nil {
+			return err
+		}
+		for _, tg := range ts {
+			if tg.Labels["pod"] == a.pod.Name && tg.Health == "up" && strings.HasPrefix(tg.Labels["instance"], a.pod.IP.String()+":") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no target up for %s at %s", a.pod, a.pod.IP)
+	})
+	f.logf("kube-apiserver restarted in %s; the agent pod of %s created after it (new IP %s) was in every agent's peers after %s and scraped by Prometheus after %s",
+		restart.Round(100*time.Millisecond), node.Name, a.pod.IP, peers.Round(100*time.Millisecond), time.Since(created).Round(100*time.Millisecond))
 }
 
-// agentDeleted deletes the agent pod on node victim. No agent may open a
+// agentDeleted deletes the agent pod on node victim. No agent may open a new
 // connection to its probe ports later than one interval after the Pod is
-// deleted (counted in the node's FORWARD chain, where every probe toward the
-// pod passes, direct or through a Service); the other agents' peer counts
-// and Prometheus' targets drop it; and no alert starts but the one that
-// says a node's agent stopped (XosprobePeersDropped for its OS: with two
-// nodes per OS, one agent is half the peers).
-func (f *faultEnv) agentDeleted(victim string) {
+// deleted (new conntrack entries in the victim node's namespace, where every
+// probe toward the pod passes, direct or through a Service; a retransmitted
+// SYN of an earlier probe is no new entry); the other agents' peer counts
+// and Prometheus' targets drop it; and no alert starts but the one that says
+// a node's agent stopped (XosprobePeersDropped for its OS: with two nodes per
+// OS, one agent is half the peers).
+func (f *faultEnv) agentDeleted(node *cluster.Node) {
 	t := f.t
-	i := slices.IndexFunc(*f.agents, func(a mixedPod) bool { return a.pod.Node.Name == victim })
+	victim := node.Name
+	i := slices.IndexFunc(*f.agents, func(a mixedPod) bool { return a.pod.Node == node })
 	if i < 0 {
 		t.Fatalf("no agent on %s", victim)
 	}
 	a := (*f.agents)[i]
-	node := a.pod.Node
-	rule := []string{"ip", "netns", "exec", node.NetNS, "iptables", "-w", "%s", "FORWARD", "-d", a.pod.IP.String() + "/32",
-		"-p", "tcp", "--syn", "-m", "multiport", "--dports", fmt.Sprintf("%d:%d", portHTTP, portDeny),
-		"-m", "comment", "--comment", "xne2e-deleted-pod-probes"}
-	if out, err := iptablesOp(f.ctx, rule, "-I"); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	defer func() {
-		if out, err := iptablesOp(context.Background(), rule, "-D"); err != nil {
-			t.Logf("removing the counting rule: %v: %s", err, out)
-		}
-	}()
-	syns := func() (int, error) {
-		out, err := runCmd(f.ctx, "ip", "netns", "exec", node.NetNS, "iptables", "-w", "-L", "FORWARD", "-v", "-x", "-n")
-		if err != nil {
-			return 0, err
-		}
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "xne2e-deleted-pod-probes") {
-				return strconv.Atoi(strings.Fields(l)[0])
-			}
-		}
-		return 0, fmt.Errorf("counting rule not found:\n%s", out)
-	}
+	conns := newConnWatch(a.pod.Node.NetNS, a.pod.IP.String(), portHTTP, portDeny)
 	peersBefore, err := f.agentMetrics()
 	if err != nil {
 		t.Fatal(err)
@@ -351,38 +373,57 @@ func (f *faultEnv) agentDeleted(victim string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*f.interval, "probes toward "+a.pod.String()+" counted in "+node.Name+"'s FORWARD chain", func() error {
-		if n, err := syns(); err != nil || n == 0 {
-			return fmt.Errorf("%d counted (%v)", n, err)
+	eventually(t, 5*f.interval, "new probe connections toward "+a.pod.String()+" in "+a.pod.Node.Name+"'s conntrack table", func() error {
+		if n, err := conns.poll(); err != nil || n == 0 {
+			return fmt.Errorf("%d new (%v)", n, err)
 		}
 		return nil
 	})
 
+	// Poll every 100 ms while the pod is deleted and four intervals after;
+	// the last new connection must be within one interval of the deletion.
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for {
+			if _, err := conns.poll(); err != nil {
+				done <- err
+				return
+			}
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	*f.agents = slices.Delete(*f.agents, i, i+1)
-	if err := f.c.DeletePod(f.ctx, a.pod); err != nil {
-		t.Fatal(err)
-	}
+	err = f.c.DeletePod(f.ctx, a.pod) // stops the agent, deletes the Pod object, then the namespace
 	deleted := time.Now()
-	// Poll the counter for four intervals; the last increase must be within one.
-	last := deleted
-	prev, err := syns()
 	if err != nil {
+		close(stop)
+		<-done
 		t.Fatal(err)
 	}
-	for time.Since(deleted) < 4*f.interval {
-		time.Sleep(100 * time.Millisecond)
-		n, err := syns()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n != prev {
-			last, prev = time.Now(), n
+	f.sleep(4 * f.interval)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var late []string
+	last := time.Duration(0)
+	for _, c := range conns.since(deleted) {
+		at := c.seen.Sub(deleted)
+		last = max(last, at)
+		if at > f.interval {
+			late = append(late, fmt.Sprintf("%s at +%s", c.tuple, at.Round(100*time.Millisecond)))
 		}
 	}
-	lastAfter := last.Sub(deleted)
-	if lastAfter > f.interval {
-		t.Errorf("agent pod on %s deleted: probes toward it still started %s later (one interval: %s)", victim, lastAfter.Round(100*time.Millisecond), f.interval)
+	if len(late) > 0 {
+		t.Errorf("agent pod on %s deleted: new probe connections toward it later than one interval (%s): %v", victim, f.interval, late)
 	}
+	lastAfter := last
+	newAfter := len(conns.since(deleted))
 
 	// The informers saw it: peer counts drop by the deleted agent.
 	dstOS := map[string]string{"dst_os": string(a.os)}
@@ -435,8 +476,8 @@ func (f *faultEnv) agentDeleted(victim string) {
 		t.Errorf("agent pod on %s deleted: alert %s started", victim, al)
 		started = append(started, al.String())
 	}
-	f.logf("agent pod on %s deleted: last probe toward it started %s after the deletion (interval %s); peers and Prometheus targets dropped it; alerts started: %v",
-		victim, lastAfter.Round(100*time.Millisecond), f.interval, started)
+	f.logf("agent pod on %s deleted: %d new probe connections toward it after the deletion, the last %s after it (interval %s); peers and Prometheus targets dropped it; alerts started: %v",
+		victim, newAfter, lastAfter.Round(100*time.Millisecond), f.interval, started)
 }
 
 // alertKey identifies an alert series whatever its state.
