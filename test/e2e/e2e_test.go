@@ -73,6 +73,9 @@ func TestMixedCluster(t *testing.T) {
 		if err := wineReady(); err != nil {
 			t.Skipf("e2e: %v", err)
 		}
+		if os.Getenv("XOSPROBE_E2E_SKIP_BUILD") != "" && !fileExists(filepath.Join(binDir(t), "prometheus")) {
+			t.Skipf("e2e: %s missing (run test/e2e/build.sh)", filepath.Join(binDir(t), "prometheus"))
+		}
 	}
 	begin := time.Now()
 	start := time.Now()
