@@ -146,17 +146,10 @@ func (w *deltaAlertWatch) resolve(timeout time.Duration) {
 
 // hasAlert reports whether as holds an alert in state with all of labels.
 func hasAlert(as []promAlert, labels map[string]string, state string) bool {
-next:
 	for _, a := range as {
-		if a.State != state {
-			continue
+		if a.State == state && hasLabels(a.Labels, labels) {
+			return true
 		}
-		for k, v := range labels {
-			if a.Labels[k] != v {
-				continue next
-			}
-		}
-		return true
 	}
 	return false
 }

@@ -36,6 +36,29 @@ func (f *faultEnv) logf(format string, args ...any) {
 	f.Lines = append(f.Lines, line)
 }
 
+// waitPeerChange waits until every agent other than a counts delta more
+// peers of a's OS (xosprobe_peers) than it did in before.
+func (f *faultEnv) waitPeerChange(t *testing.T, timeout time.Duration, what string, before map[*cluster.Pod][]sample, a mixedPod, delta float64) {
+	dstOS := map[string]string{"dst_os": string(a.os)}
+	eventually(t, timeout, what, func() error {
+		now, err := f.agentMetrics()
+		if err != nil {
+			return err
+		}
+		for _, o := range *f.agents {
+			if o.pod == a.pod {
+				continue
+			}
+			b, _ := sumMetric(before[o.pod], "xosprobe_peers", dstOS)
+			n, _ := sumMetric(now[o.pod], "xosprobe_peers", dstOS)
+			if n != b+delta {
+				return fmt.Errorf("%s: %v %s peers, had %v", o.pod, n, a.os, b)
+			}
+		}
+		return nil
+	})
+}
+
 // agentMetrics reads every agent's /metrics, by pod.
 func (f *faultEnv) agentMetrics() (map[*cluster.Pod][]sample, error) {
 	out := map[*cluster.Pod][]sample{}
@@ -313,24 +336,7 @@ func (f *faultEnv) apiserverRestarted(node *cluster.Node) {
 	a := f.startAgent(node)
 	created := time.Now()
 	*f.agents = append(*f.agents, a)
-	dstOS := map[string]string{"dst_os": string(a.os)}
-	eventually(t, 60*time.Second, "agents' peer counts with the new agent", func() error {
-		now, err := f.agentMetrics()
-		if err != nil {
-			return err
-		}
-		for _, o := range *f.agents {
-			if o.pod == a.pod {
-				continue
-			}
-			b, _ := sumMetric(before[o.pod], "xosprobe_peers", dstOS)
-			n, _ := sumMetric(now[o.pod], "xosprobe_peers", dstOS)
-			if n != b+1 {
-				return fmt.Errorf("%s: %v %s peers, had %v", o.pod, n, a.os, b)
-			}
-		}
-		return nil
-	})
+	f.waitPeerChange(t, 60*time.Second, "agents' peer counts with the new agent", before, a, +1)
 	peers := time.Since(created)
 	eventually(t, 60*time.Second, "Prometheus' target of the new agent up", func() error {
 		ts, err := f.prom.targets()
@@ -426,21 +432,7 @@ func (f *faultEnv) agentDeleted(node *cluster.Node) {
 	newAfter := len(conns.since(deleted))
 
 	// The informers saw it: peer counts drop by the deleted agent.
-	dstOS := map[string]string{"dst_os": string(a.os)}
-	eventually(t, 30*time.Second, "agents' peer counts without the deleted agent", func() error {
-		now, err := f.agentMetrics()
-		if err != nil {
-			return err
-		}
-		for _, o := range *f.agents {
-			b, _ := sumMetric(peersBefore[o.pod], "xosprobe_peers", dstOS)
-			n, _ := sumMetric(now[o.pod], "xosprobe_peers", dstOS)
-			if n != b-1 {
-				return fmt.Errorf("%s: %v %s peers, had %v", o.pod, n, a.os, b)
-			}
-		}
-		return nil
-	})
+	f.waitPeerChange(t, 30*time.Second, "agents' peer counts without the deleted agent", peersBefore, a, -1)
 	eventually(t, 60*time.Second, "Prometheus' target of the deleted agent gone", func() error {
 		ts, err := f.prom.targets()
 		if err != nil {

@@ -253,20 +253,23 @@ func parseMetrics(text string) []sample {
 func sumMetric(ss []sample, name string, want map[string]string) (float64, int) {
 	var sum float64
 	n := 0
-next:
 	for _, s := range ss {
-		if s.Name != name {
-			continue
+		if s.Name == name && hasLabels(s.Labels, want) {
+			sum += s.Value
+			n++
 		}
-		for k, v := range want {
-			if s.Labels[k] != v {
-				continue next
-			}
-		}
-		sum += s.Value
-		n++
 	}
 	return sum, n
+}
+
+// hasLabels reports whether labels include every pair of want.
+func hasLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // matrixDoc is the part of the aggregator's /matrix the test reads.
