@@ -243,13 +243,7 @@ func TestMixedCluster(t *testing.T) {
 	}
 
 	get := func(p *cluster.Pod, url string) (string, error) { return podGet(ctx, p, url) }
-	metricsOf := func(a mixedPod) ([]sample, error) {
-		out, err := get(a.pod, "http://127.0.0.1:9445/metrics")
-		if err != nil {
-			return nil, err
-		}
-		return parseMetrics(out), nil
-	}
+	metricsOf := func(a mixedPod) ([]sample, error) { return podMetrics(ctx, a.pod, 9445) }
 	readMatrix := func() (*matrixDoc, error) {
 		out, err := get(aggPod.pod, "http://127.0.0.1:9446/matrix")
 		if err != nil {
@@ -460,13 +454,7 @@ func TestMixedCluster(t *testing.T) {
 	var alert *deltaAlertWatch
 	if groundTruthOn && !t.Failed() {
 		start = time.Now()
-		aggMetrics := func() ([]sample, error) {
-			out, err := get(aggPod.pod, "http://127.0.0.1:9446/metrics")
-			if err != nil {
-				return nil, err
-			}
-			return parseMetrics(out), nil
-		}
+		aggMetrics := func() ([]sample, error) { return podMetrics(ctx, aggPod.pod, 9446) }
 		// Two asserted delays, then one above the shipped alert threshold.
 		alert = newDeltaAlertWatch(t, prom)
 		stages := []gtStage{{2 * time.Millisecond, true}, {5 * time.Millisecond, true}, {alert.threshold + 5*time.Millisecond, false}}

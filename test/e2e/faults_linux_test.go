@@ -63,22 +63,16 @@ func (f *faultEnv) waitPeerChange(t *testing.T, timeout time.Duration, what stri
 func (f *faultEnv) agentMetrics() (map[*cluster.Pod][]sample, error) {
 	out := map[*cluster.Pod][]sample{}
 	for _, a := range *f.agents {
-		body, err := podGet(f.ctx, a.pod, "http://127.0.0.1:9445/metrics")
+		ss, err := podMetrics(f.ctx, a.pod, 9445)
 		if err != nil {
 			return nil, err
 		}
-		out[a.pod] = parseMetrics(body)
+		out[a.pod] = ss
 	}
 	return out, nil
 }
 
-func (f *faultEnv) aggMetrics() ([]sample, error) {
-	body, err := podGet(f.ctx, f.agg.pod, "http://127.0.0.1:9446/metrics")
-	if err != nil {
-		return nil, err
-	}
-	return parseMetrics(body), nil
-}
+func (f *faultEnv) aggMetrics() ([]sample, error) { return podMetrics(f.ctx, f.agg.pod, 9446) }
 
 // sumAgents sums a metric over every agent.
 func sumAgents(ms map[*cluster.Pod][]sample, name string, labels map[string]string) float64 {

@@ -54,3 +54,13 @@ func podGet(ctx context.Context, p *cluster.Pod, url string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// podMetrics scrapes /metrics on port from inside pod p (agents 9445, the
+// aggregator 9446).
+func podMetrics(ctx context.Context, p *cluster.Pod, port int) ([]sample, error) {
+	body, err := podGet(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(body), nil
+}
