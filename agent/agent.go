@@ -353,7 +353,8 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 		hostPort := func(port int) string { return net.JoinHostPort(p.IP, strconv.Itoa(port)) }
 		add := func(c probe.Check, t probe.Target) {
 			t.Src, t.Dst = src, dst
-			jobs = append(jobs, scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t})
+			// One peer's checks take turns: each times the peer alone.
+			jobs = append(jobs, scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t, Peer: p.Node})
 		}
 		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)})
 		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath})

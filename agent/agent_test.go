@@ -232,3 +232,27 @@ func TestNetpolEnforcedRatio(t *testing.T) {
 	a.mu.Unlock()
 	assert.Equal(t, 1, testutil.CollectAndCount(a.metrics.NetpolEnforced), "only the linux series is left")
 }
+
+// A peer's four checks share the peer as their scheduling group, so the
+// scheduler never sends two of them at once; the per-OS Service steps go
+// through the VIP and the resolver and stay ungrouped.
+func TestJobsTowardOnePeerShareItsGroup(t *testing.T) {
+	cfg := testConfig("self", "linux", 1, "http://127.0.0.1:1")
+	view := View{Peers: []PeerInfo{
+		{Node: "lin-2", OS: "linux", Pod: "p2", IP: "10.0.0.2", Ports: PortsFromBase(9440)},
+		{Node: "win-1", OS: "windows", Pod: "p3", IP: "10.0.0.3", Ports: PortsFromBase(9440)},
+	}, Services: []ServiceInfo{{OS: "windows", Name: "xosprobe-windows", FQDN: "xosprobe-windows.xosprobe.svc.cluster.local", ClusterIP: "10.96.0.10", Port: 80}}}
+	a, err := New(cfg, StaticSource{V: view}, nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	groups := map[string][]probe.Check{}
+	for _, j := range a.jobs(view) {
+		if j.Peer != "" {
+			assert.Equal(t, j.Peer, j.Target.Dst.Node, j.Key)
+		}
+		groups[j.Peer] = append(groups[j.Peer], j.Check)
+	}
+	peerChecks := []probe.Check{probe.CheckTCP, probe.CheckHTTP, probe.CheckNetpolAllow, probe.CheckNetpolDeny}
+	assert.ElementsMatch(t, peerChecks, groups["lin-2"])
+	assert.ElementsMatch(t, peerChecks, groups["win-1"])
+	assert.ElementsMatch(t, []probe.Check{probe.CheckDNS, probe.CheckService}, groups[""])
+}

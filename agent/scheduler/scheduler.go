@@ -13,6 +13,13 @@
 // grown again on every run. A run that finds no free worker waits in a
 // backlog; one that waited a whole interval is skipped and counted rather
 // than run late, so an overloaded agent sheds load instead of drifting.
+//
+// Runs toward one peer never overlap: a run that comes due while another
+// toward its peer is in flight waits and follows it on the same worker.
+// Coalescing would otherwise start a peer's checks together, and each would
+// time the peer answering the others (on a Windows responder under Wine,
+// hundreds of microseconds), a cost that vanishes when the path is slower
+// and spreads the burst, so it bends the cross-OS delta.
 package scheduler
 
 import (
@@ -33,6 +40,9 @@ type Job struct {
 	Key    string
 	Check  probe.Check
 	Target probe.Target
+	// Peer groups the jobs toward one destination: runs of jobs with the
+	// same non-empty Peer never overlap.
+	Peer string
 }
 
 // Config tunes the schedule.
@@ -71,6 +81,9 @@ type Scheduler struct {
 	jobs    map[string]*entry
 	queue   queue    // entries waiting for their due time
 	backlog []*entry // due runs waiting for a worker, oldest first
+	// busy holds the peers with a run handed out, each with the runs that
+	// came due meanwhile, in due order.
+	busy    map[string][]*entry
 	workers int64    // workers started
 	idle    int      // workers waiting on ready
 	wg      sync.WaitGroup
@@ -99,7 +112,7 @@ func New(cfg Config, run func(context.Context, Job), skip func(Job), onSize func
 	}
 	cfg.Coalesce = min(max(cfg.Coalesce, 0), cfg.Interval/4)
 	return &Scheduler{cfg: cfg, run: run, skip: skip, onSize: onSize,
-		kick: make(chan struct{}, 1), ready: make(chan *entry), jobs: map[string]*entry{}}
+		kick: make(chan struct{}, 1), ready: make(chan *entry), jobs: map[string]*entry{}, busy: map[string][]*entry{}}
 }
 
 // Run dispatches runs until ctx ends, then cancels the runs in flight and
@@ -147,6 +160,9 @@ func (s *Scheduler) dispatch() time.Duration {
 			break
 		}
 		heap.Pop(&s.queue)
+		if s.follow(e, now) {
+			continue
+		}
 		s.handOut(e, now)
 		started++
 	}
@@ -157,6 +173,22 @@ func (s *Scheduler) dispatch() time.Duration {
 		return -1
 	}
 	return max(s.queue[0].due.Sub(now), 0)
+}
+
+// follow makes e wait behind the run toward its peer in flight, if there is
+// one, and reports whether it did; otherwise it marks the peer busy. s.mu is held.
+func (s *Scheduler) follow(e *entry, now time.Time) bool {
+	if e.job.Peer == "" {
+		return false
+	}
+	waiting, busy := s.busy[e.job.Peer]
+	if busy {
+		e.handed = now // a wait of a whole interval skips the run, as in the backlog
+		s.busy[e.job.Peer] = append(waiting, e)
+	} else {
+		s.busy[e.job.Peer] = nil
+	}
+	return busy
 }
 
 // handOut gives e's run to an idle worker, a new worker, or the backlog;
@@ -200,34 +232,82 @@ func (s *Scheduler) work(e *entry) {
 	}
 }
 
-// finish requeues e's job after its run and returns the next backlog run
-// for this worker, or nil after counting the worker idle.
+// finish requeues e's job after its run and returns what this worker runs
+// next: a run that waited for e's peer, else the oldest backlog run, else
+// nil after counting the worker idle.
 func (s *Scheduler) finish(e *entry) *entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requeue(e)
+	if s.stopped {
+		return nil
+	}
 	now := time.Now()
-	for len(s.backlog) > 0 && !s.stopped {
+	if next := s.nextForPeer(e.job.Peer, now); next != nil {
+		return next
+	}
+	for len(s.backlog) > 0 {
 		next := s.backlog[0]
 		s.backlog[0] = nil
 		s.backlog = s.backlog[1:]
 		if next.removed {
 			continue
 		}
-		if now.Sub(next.handed) < s.cfg.Interval {
+		if s.fresh(next, now) {
 			// The deadline counts from the start of the run, not the wait.
 			next.cancel()
 			next.ctx, next.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
 			return next
 		}
-		// Waited a whole interval: the next run is due anyway.
-		if s.skip != nil {
-			s.skip(next.job)
-		}
-		s.requeue(next)
+		s.release(next.job.Peer, now)
 	}
 	s.idle++
 	return nil
+}
+
+// nextForPeer returns the oldest run still worth starting among those
+// waiting for peer, with its context, keeping the peer busy; with none it
+// marks the peer free. s.mu is held.
+func (s *Scheduler) nextForPeer(peer string, now time.Time) *entry {
+	if peer == "" {
+		return nil
+	}
+	waiting := s.busy[peer]
+	for len(waiting) > 0 {
+		next := waiting[0]
+		waiting[0] = nil
+		waiting = waiting[1:]
+		if !next.removed && s.fresh(next, now) {
+			s.busy[peer] = waiting
+			next.ctx, next.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
+			next.handed = now
+			return next
+		}
+	}
+	delete(s.busy, peer)
+	return nil
+}
+
+// release frees peer after its run was skipped unrun, handing the peer's
+// next waiting run to the backlog. s.mu is held.
+func (s *Scheduler) release(peer string, now time.Time) {
+	if next := s.nextForPeer(peer, now); next != nil {
+		s.backlog = append(s.backlog, next)
+	}
+}
+
+// fresh reports whether e, handed out but not yet started, may still run;
+// one that waited a whole interval is skipped, counted and requeued, as its
+// next run is due anyway. s.mu is held.
+func (s *Scheduler) fresh(e *entry, now time.Time) bool {
+	if now.Sub(e.handed) < s.cfg.Interval {
+		return true
+	}
+	if s.skip != nil {
+		s.skip(e.job)
+	}
+	s.requeue(e)
+	return false
 }
 
 // requeue schedules e's next run one jittered interval after the last one
@@ -235,7 +315,9 @@ func (s *Scheduler) finish(e *entry) *entry {
 // keep the rate; a run that overran its next due time restarts the count
 // from now instead of running back to back. s.mu is held.
 func (s *Scheduler) requeue(e *entry) {
-	e.cancel()
+	if e.cancel != nil { // nil: it waited for its peer and never started
+		e.cancel()
+	}
 	e.ctx, e.cancel = nil, nil
 	if e.removed || s.stopped {
 		return
@@ -269,6 +351,7 @@ func (s *Scheduler) stop() {
 	}
 	s.jobs = map[string]*entry{}
 	s.queue, s.backlog = nil, nil
+	s.busy = map[string][]*entry{}
 	s.mu.Unlock()
 	s.wg.Wait()
 }
@@ -284,7 +367,7 @@ func (s *Scheduler) Update(jobs []Job) {
 		want[j.Key] = j
 	}
 	for key, e := range s.jobs {
-		if j, ok := want[key]; !ok || j.Target != e.job.Target || j.Check != e.job.Check {
+		if j, ok := want[key]; !ok || j != e.job {
 			s.remove(e)
 		}
 	}

@@ -233,3 +233,114 @@ func TestNextRunCountsFromTheLastDueTime(t *testing.T) {
 	s.requeue(e)
 	assert.False(t, e.due.Before(before.Add(time.Second)), "a run that overran its next due time waits a whole interval")
 }
+
+func peerJob(peer, check string) Job {
+	return Job{Key: peer + "/" + check, Check: probe.Check(check), Target: probe.Target{Addr: peer + ":80"}, Peer: peer}
+}
+
+func TestRunsTowardOnePeerNeverOverlap(t *testing.T) {
+	var mu sync.Mutex
+	inFlight := map[string]int{}
+	overlaps, runs := map[string]int{}, map[string]int{}
+	var all, peak atomic.Int64
+	s := New(Config{Interval: 40 * time.Millisecond, Coalesce: 10 * time.Millisecond}, func(ctx context.Context, j Job) {
+		mu.Lock()
+		inFlight[j.Peer]++
+		if inFlight[j.Peer] > 1 {
+			overlaps[j.Peer]++
+		}
+		runs[j.Peer]++
+		mu.Unlock()
+		for n := all.Add(1); n > peak.Load(); {
+			if peak.CompareAndSwap(peak.Load(), n) {
+				break
+			}
+		}
+		time.Sleep(4 * time.Millisecond) // 4 checks x 4 ms in a 40 ms interval: overlap unless kept apart
+		all.Add(-1)
+		mu.Lock()
+		inFlight[j.Peer]--
+		mu.Unlock()
+	}, nil, nil)
+	var jobs []Job
+	for _, peer := range []string{"a", "b", "c"} {
+		for _, check := range []string{"tcp", "http", "netpol_allow", "netpol_deny"} {
+			jobs = append(jobs, peerJob(peer, check))
+		}
+	}
+	s.Update(jobs)
+	start(t, s)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return runs["a"] >= 40 && runs["b"] >= 40 && runs["c"] >= 40
+	}, 10*time.Second, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, overlaps, "runs toward one peer overlapped")
+	assert.Greater(t, peak.Load(), int64(1), "runs toward different peers still run side by side")
+}
+
+// blockingRuns counts runs by key; a run of blocker holds until release is
+// closed, deadline or not, as a run stuck in a system call would.
+type blockingRuns struct {
+	blocker string
+	release chan struct{}
+	mu      sync.Mutex
+	runs    map[string]int
+	started map[string]int
+}
+
+func newBlockingRuns(blocker string) *blockingRuns {
+	return &blockingRuns{blocker: blocker, release: make(chan struct{}), runs: map[string]int{}, started: map[string]int{}}
+}
+
+func (b *blockingRuns) run(_ context.Context, j Job) {
+	b.mu.Lock()
+	b.started[j.Key]++
+	b.mu.Unlock()
+	if j.Key == b.blocker {
+		<-b.release
+	}
+	b.mu.Lock()
+	b.runs[j.Key]++
+	b.mu.Unlock()
+}
+
+func (b *blockingRuns) count(m map[string]int, key string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return m[key]
+}
+
+func TestRunWaitingForItsPeerStartsWhenThePeerIsFree(t *testing.T) {
+	b := newBlockingRuns("a/tcp")
+	var mu sync.Mutex
+	skipped := map[string]int{}
+	s := New(Config{Interval: 20 * time.Millisecond}, b.run, func(j Job) { mu.Lock(); skipped[j.Key]++; mu.Unlock() }, nil)
+	start(t, s)
+	s.Update([]Job{peerJob("a", "tcp"), peerJob("a", "http"), peerJob("b", "http")})
+	require.Eventually(t, func() bool { return b.count(b.started, "a/tcp") == 1 && b.count(b.runs, "b/http") >= 5 },
+		5*time.Second, time.Millisecond, "another peer's runs go on")
+	assert.Zero(t, b.count(b.started, "a/http"), "a/http started while a/tcp was in flight")
+	close(b.release)
+	require.Eventually(t, func() bool { return b.count(b.runs, "a/http") >= 2 }, 5*time.Second, time.Millisecond,
+		"a/http runs once its peer is free")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 1, skipped["a/http"], "the run that waited whole intervals for its peer is skipped and counted once")
+	assert.Zero(t, skipped["b/http"])
+}
+
+func TestRemovedRunWaitingForItsPeerNeverStarts(t *testing.T) {
+	b := newBlockingRuns("a/tcp")
+	s := New(Config{Interval: 20 * time.Millisecond}, b.run, nil, nil)
+	start(t, s)
+	s.Update([]Job{peerJob("a", "tcp"), peerJob("a", "http")})
+	require.Eventually(t, func() bool { return b.count(b.started, "a/tcp") == 1 }, 5*time.Second, time.Millisecond)
+	time.Sleep(30 * time.Millisecond) // a/http comes due and waits behind a/tcp
+	s.Update([]Job{peerJob("a", "tcp")})
+	close(b.release)
+	require.Eventually(t, func() bool { return b.count(b.runs, "a/tcp") >= 3 }, 5*time.Second, time.Millisecond)
+	assert.Zero(t, b.count(b.started, "a/http"))
+}
