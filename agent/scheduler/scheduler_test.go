@@ -238,16 +238,20 @@ func peerJob(peer, check string) Job {
 	return Job{Key: peer + "/" + check, Check: probe.Check(check), Target: probe.Target{Addr: peer + ":80"}, Peer: peer}
 }
 
-func TestRunsTowardOnePeerNeverOverlap(t *testing.T) {
+func TestRunsTowardOnePeerTakeTurnsWithAGap(t *testing.T) {
+	const gap = 3 * time.Millisecond
 	var mu sync.Mutex
-	inFlight := map[string]int{}
-	overlaps, runs := map[string]int{}, map[string]int{}
+	inFlight, runs := map[string]int{}, map[string]int{}
+	ended := map[string]time.Time{}
+	var overlaps, short []string
 	var all, peak atomic.Int64
-	s := New(Config{Interval: 40 * time.Millisecond, Coalesce: 10 * time.Millisecond}, func(ctx context.Context, j Job) {
+	s := New(Config{Interval: 40 * time.Millisecond, Coalesce: 10 * time.Millisecond, PeerGap: gap}, func(ctx context.Context, j Job) {
 		mu.Lock()
-		inFlight[j.Peer]++
-		if inFlight[j.Peer] > 1 {
-			overlaps[j.Peer]++
+		if inFlight[j.Peer]++; inFlight[j.Peer] > 1 {
+			overlaps = append(overlaps, j.Key)
+		}
+		if last, ok := ended[j.Peer]; ok && time.Since(last) < gap {
+			short = append(short, fmt.Sprint(j.Key, " ", time.Since(last)))
 		}
 		runs[j.Peer]++
 		mu.Unlock()
@@ -256,10 +260,11 @@ func TestRunsTowardOnePeerNeverOverlap(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(4 * time.Millisecond) // 4 checks x 4 ms in a 40 ms interval: overlap unless kept apart
+		time.Sleep(4 * time.Millisecond) // 4 checks x (4 ms + gap) in a 40 ms interval: they collide unless kept apart
 		all.Add(-1)
 		mu.Lock()
 		inFlight[j.Peer]--
+		ended[j.Peer] = time.Now()
 		mu.Unlock()
 	}, nil, nil)
 	var jobs []Job
@@ -278,6 +283,7 @@ func TestRunsTowardOnePeerNeverOverlap(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Empty(t, overlaps, "runs toward one peer overlapped")
+	assert.Empty(t, short, "runs toward one peer less than the gap apart")
 	assert.Greater(t, peak.Load(), int64(1), "runs toward different peers still run side by side")
 }
 
