@@ -174,13 +174,22 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 	aggMetrics func() ([]sample, error), atBaseline func(), watch func(d time.Duration, end time.Time)) []groundTruth {
 	t.Helper()
 	// read returns the delta p50 of each phase and the width of its
-	// confidence interval (the aggregator's own precision at that moment).
-	read := func() (delta, ci map[string]float64) {
+	// confidence interval (the aggregator's own precision at that moment),
+	// and, to log, the p50 of both pairs the delta compares.
+	read := func() (delta, ci map[string]float64, pairs string) {
 		ss, err := aggMetrics()
 		if err != nil {
 			t.Fatal(err)
 		}
 		delta, ci = map[string]float64{}, map[string]float64{}
+		var pb strings.Builder
+		for _, gp := range groundTruthPhases {
+			fmt.Fprintf(&pb, " %s/%s", gp.check, gp.phase)
+			for _, pair := range []string{"linux->windows", "linux->linux"} {
+				v, _ := sumMetric(ss, "xosprobe_pair_quantile_seconds", map[string]string{"check": gp.check, "phase": gp.phase, "pair": pair, "quantile": "0.5"})
+				fmt.Fprintf(&pb, " %s %.0fus", pair, v*1e6)
+			}
+		}
 		for _, gp := range groundTruthPhases {
 			l := map[string]string{"check": gp.check, "phase": gp.phase, "pair": "linux->windows", "quantile": "0.5"}
 			v, n := sumMetric(ss, "xosprobe_cross_os_delta_seconds", l)
@@ -196,7 +205,7 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 				ci[k] = hi - lo
 			}
 		}
-		return delta, ci
+		return delta, ci, pb.String()
 	}
 	sleepUntil := func(end time.Time) {
 		select {
@@ -209,10 +218,10 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 	if sinceStart < settle {
 		sleepUntil(time.Now().Add(settle - sinceStart))
 	}
-	base, baseCI := read()
+	base, baseCI, pairs := read()
 	atBaseline()
 	baseHold := medianHolds(g.takeHolds())
-	t.Logf("ground truth D=0: delta p50 %v (CI widths %v), median hold SYN %s, data %s", base, baseCI, baseHold[holdSYN], baseHold[holdData])
+	t.Logf("ground truth D=0: delta p50 %v (CI widths %v), median hold SYN %s, data %s; pair p50:%s", base, baseCI, baseHold[holdSYN], baseHold[holdData], pairs)
 	if watch != nil {
 		watch(0, time.Now())
 	}
@@ -225,11 +234,11 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 			watch(st.D, end)
 		}
 		sleepUntil(end)
-		now, ci := read()
+		now, ci, pairs := read()
 		holds := g.takeHolds()
 		hold := medianHolds(holds)
-		t.Logf("ground truth D=%s: delta p50 %v (CI widths %v), median hold SYN %s over %d packets, data %s over %d",
-			st.D, now, ci, hold[holdSYN], len(holds[holdSYN]), hold[holdData], len(holds[holdData]))
+		t.Logf("ground truth D=%s: delta p50 %v (CI widths %v), median hold SYN %s over %d packets, data %s over %d; pair p50:%s",
+			st.D, now, ci, hold[holdSYN], len(holds[holdSYN]), hold[holdData], len(holds[holdData]), pairs)
 		for _, gp := range groundTruthPhases {
 			k := gp.check + "/" + gp.phase
 			gt = append(gt, groundTruth{D: st.D, Check: gp.check, Phase: gp.phase, Hold: hold[gp.class] - baseHold[gp.class], Asserted: gp.asserted && st.Asserted,
