@@ -14,14 +14,15 @@
 // backlog; one that waited a whole interval is skipped and counted rather
 // than run late, so an overloaded agent sheds load instead of drifting.
 //
-// Runs toward one peer never overlap, and the next starts at least PeerGap
-// after the last ended: a run that comes due sooner goes back in the queue
-// and starts with the first wake-up after the gap. Coalescing would otherwise
-// start a peer's checks together or back to back, and each would time the
-// peer still busy with the one before (a Windows responder under Wine: a
-// quarter of a millisecond more on http first_byte), a cost that vanishes
-// when the path is slower and spreads the runs out, so it bends the cross-OS
-// delta.
+// Runs toward one peer never overlap: a run that comes due while another
+// toward its peer is in flight waits and follows it on the same worker.
+// Coalescing would otherwise start a peer's checks together, and each would
+// time the peer answering the others, a cost that vanishes when the path is
+// slower and spreads the burst, so it bends the cross-OS delta. A gap after
+// the run before would help a little more (bench/peergap: with a Windows
+// responder under Wine, http first_byte right after a tcp run saw 0.25-0.29
+// ms less of a held path's delay, 0.13 ms when 5 ms apart, as a lone run)
+// but costs a wake-up per gap: +0.6% of a core at 100 peers.
 package scheduler
 
 import (
@@ -43,7 +44,7 @@ type Job struct {
 	Check  probe.Check
 	Target probe.Target
 	// Peer groups the jobs toward one destination: runs of jobs with the
-	// same non-empty Peer never overlap and are PeerGap apart.
+	// same non-empty Peer never overlap.
 	Peer string
 }
 
@@ -58,22 +59,11 @@ type Config struct {
 	// due close together share one wake-up. At most a quarter of Interval;
 	// 0 starts every run exactly when due.
 	Coalesce time.Duration
-	// PeerGap is the least time from the end of a run toward a peer to the
-	// start of the next run toward it.
-	PeerGap time.Duration
 }
 
 // DefaultCoalesce is the coalescing window the agent uses unless told
 // otherwise: at most four wake-ups per second, whatever the number of peers.
 const DefaultCoalesce = 250 * time.Millisecond
-
-// DefaultPeerGap is the gap between runs toward one peer unless told
-// otherwise. Measured by bench/peergap (a Windows responder under Wine behind
-// a held path, 500 samples per hold): the change of http first_byte fell
-// short of a 2 or 5 ms hold by 0.25-0.29 ms when the http run followed a tcp
-// run at once, by 0.20-0.23 ms 1 ms after it, and by 0.13 ms 5 ms after it,
-// as for an http run with no tcp run before it (0.12-0.15 ms).
-const DefaultPeerGap = 5 * time.Millisecond
 
 // Scheduler runs jobs. Create with New, then call Run once and Update any time.
 type Scheduler struct {
@@ -81,9 +71,10 @@ type Scheduler struct {
 	run    func(context.Context, Job) // executes one run; must honor ctx
 	skip   func(Job)                  // told about runs skipped for lack of a slot
 	onSize func(int)
-	// kick wakes the dispatcher when the earliest start moved earlier.
+	// kick wakes the dispatcher when the earliest due time moved earlier.
 	kick chan struct{}
-	// ready hands a run to an idle worker.
+	// ready hands a run to an idle worker; it holds MaxInFlight, so a send
+	// for a worker counted idle never waits.
 	ready chan *entry
 	// onWake, when set (tests), is told how many runs each wake-up started.
 	onWake func(int)
@@ -92,35 +83,27 @@ type Scheduler struct {
 	ctx     context.Context // set by Run; runs derive from it
 	stopped bool            // Run returned: Update records, never starts
 	jobs    map[string]*entry
-	peers   map[string]*peer
-	queue   queue    // entries waiting to be handed out
-	backlog []*entry // handed-out runs waiting for a worker, oldest first
-	workers int64    // workers started
-	idle    int      // workers waiting on ready
+	queue   queue    // entries waiting for their due time
+	backlog []*entry // due runs waiting for a worker, oldest first
+	// busy holds the peers with a run handed out, each with the runs that
+	// came due meanwhile, in due order.
+	busy    map[string][]*entry
+	workers int64 // workers started
+	idle    int   // workers waiting on ready
 	wg      sync.WaitGroup
 }
 
-// entry is one job's schedule. due anchors the job's rate; start orders the
-// queue: due, or later when the job's peer was busy. From the time its run
-// is handed out until it ends the entry is out of the queue (index -1), ctx
-// is the run's and cancel aborts it.
+// entry is one job's schedule. From the time its run is handed out until it
+// ends it is out of the queue (index -1); from the time it starts, ctx is
+// the run's and cancel aborts it.
 type entry struct {
 	job     Job
-	peer    *peer // nil for a job without Peer
 	due     time.Time
-	start   time.Time
 	index   int
 	ctx     context.Context
 	cancel  context.CancelFunc
+	handed  time.Time // when the run was handed out
 	removed bool
-}
-
-// peer is the turn-taking state of the jobs toward one Peer.
-type peer struct {
-	jobs    int      // in the set; the state is dropped with the last
-	busy    bool     // a run toward it is handed out
-	waiting []*entry // came due while busy
-	ended   time.Time
 }
 
 // New returns a Scheduler that calls run for every run of every job, skip
@@ -133,9 +116,8 @@ func New(cfg Config, run func(context.Context, Job), skip func(Job), onSize func
 		cfg.MaxInFlight = 64
 	}
 	cfg.Coalesce = min(max(cfg.Coalesce, 0), cfg.Interval/4)
-	cfg.PeerGap = max(cfg.PeerGap, 0)
-	return &Scheduler{cfg: cfg, run: run, skip: skip, onSize: onSize, kick: make(chan struct{}, 1),
-		ready: make(chan *entry), jobs: map[string]*entry{}, peers: map[string]*peer{}}
+	return &Scheduler{cfg: cfg, run: run, skip: skip, onSize: onSize,
+		kick: make(chan struct{}, 1), ready: make(chan *entry, cfg.MaxInFlight), jobs: map[string]*entry{}, busy: map[string][]*entry{}}
 }
 
 // Run dispatches runs until ctx ends, then cancels the runs in flight and
@@ -146,7 +128,6 @@ func (s *Scheduler) Run(ctx context.Context) {
 	now := time.Now()
 	for _, e := range s.jobs { // added before Run: stagger from now
 		e.due = now.Add(stagger(e.job.Key, s.cfg.Interval))
-		e.start = e.due
 		heap.Fix(&s.queue, e.index)
 	}
 	s.mu.Unlock()
@@ -170,8 +151,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}
 }
 
-// dispatch hands out every run that may start within the coalescing window
-// and returns how long until the next one may (-1: none queued).
+// dispatch hands out every run due within the coalescing window and returns
+// how long until the next one is due (-1: none queued).
 func (s *Scheduler) dispatch() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,26 +161,14 @@ func (s *Scheduler) dispatch() time.Duration {
 	started := 0
 	for len(s.queue) > 0 {
 		e := s.queue[0]
-		if e.start.After(horizon) {
+		if e.due.After(horizon) {
 			break
 		}
 		heap.Pop(&s.queue)
-		if now.Sub(e.due) >= s.cfg.Interval {
-			s.skipRun(e) // waited a whole interval for its peer or the dispatcher
+		if s.follow(e, now) {
 			continue
 		}
-		if p := e.peer; p != nil {
-			if p.busy {
-				p.waiting = append(p.waiting, e)
-				continue
-			}
-			if free := p.ended.Add(s.cfg.PeerGap); now.Before(free) {
-				s.deferTo(e, free)
-				continue
-			}
-			p.busy = true
-		}
-		s.handOut(e)
+		s.handOut(e, now)
 		started++
 	}
 	if started > 0 && s.onWake != nil {
@@ -208,39 +177,48 @@ func (s *Scheduler) dispatch() time.Duration {
 	if len(s.queue) == 0 {
 		return -1
 	}
-	return max(s.queue[0].start.Sub(now), 0)
+	return max(s.queue[0].due.Sub(now), 0)
 }
 
-// deferTo queues e to start with the first wake-up at or after t: its start
-// is t plus the coalescing window, so a wake-up for other runs after t takes
-// it along and none is added for it unless nothing else is due. s.mu is held.
-func (s *Scheduler) deferTo(e *entry, t time.Time) {
-	e.start = t.Add(s.cfg.Coalesce)
-	s.push(e)
+// follow makes e wait behind the run toward its peer in flight, if there is
+// one, and reports whether it did; otherwise it marks the peer busy. s.mu is held.
+func (s *Scheduler) follow(e *entry, now time.Time) bool {
+	if e.job.Peer == "" {
+		return false
+	}
+	waiting, busy := s.busy[e.job.Peer]
+	if busy {
+		e.handed = now // a wait of a whole interval skips the run, as in the backlog
+		s.busy[e.job.Peer] = append(waiting, e)
+	} else {
+		s.busy[e.job.Peer] = nil
+	}
+	return busy
 }
 
 // handOut gives e's run to an idle worker, a new worker, or the backlog;
 // s.mu is held and e is out of the queue.
-func (s *Scheduler) handOut(e *entry) {
-	// One context per run carries both its deadline and its cancellation.
-	e.ctx, e.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
+func (s *Scheduler) handOut(e *entry, now time.Time) {
+	e.handed = now
 	switch {
 	case s.idle > 0:
-		// The idle worker counted itself under s.mu and is on its way to
-		// receive, needing no lock: this send completes promptly.
 		s.idle--
-		select {
-		case s.ready <- e:
-		case <-s.ctx.Done():
-			e.cancel()
-		}
+		s.begin(e)
+		s.ready <- e
 	case s.workers < s.cfg.MaxInFlight:
 		s.workers++
 		s.wg.Add(1)
+		s.begin(e)
 		go s.work(e)
 	default:
-		s.backlog = append(s.backlog, e)
+		s.backlog = append(s.backlog, e) // its context comes when a worker takes it
 	}
+}
+
+// begin gives e's run its context, which carries both its deadline, counted
+// from now, and its cancellation; s.mu is held.
+func (s *Scheduler) begin(e *entry) {
+	e.ctx, e.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
 }
 
 // work runs e, then whatever the backlog or the dispatcher hands it next.
@@ -259,69 +237,88 @@ func (s *Scheduler) work(e *entry) {
 	}
 }
 
-// finish requeues e's job after its run, frees its peer, and returns the
-// oldest backlog run for this worker, or nil after counting the worker idle.
+// finish requeues e's job after its run and returns what this worker runs
+// next: a run that waited for e's peer, else the oldest backlog run, else
+// nil after counting the worker idle.
 func (s *Scheduler) finish(e *entry) *entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	s.requeue(e)
-	s.free(e.peer, now)
-	for len(s.backlog) > 0 && !s.stopped {
+	if s.stopped {
+		return nil
+	}
+	now := time.Now()
+	if next := s.nextForPeer(e.job.Peer, now); next != nil {
+		return next
+	}
+	for len(s.backlog) > 0 {
 		next := s.backlog[0]
 		s.backlog[0] = nil
 		s.backlog = s.backlog[1:]
 		if next.removed {
-			s.free(next.peer, time.Time{})
 			continue
 		}
-		if now.Sub(next.due) < s.cfg.Interval {
-			// The deadline counts from the start of the run, not the wait.
-			next.cancel()
-			next.ctx, next.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
+		if s.fresh(next, now) {
+			s.begin(next)
 			return next
 		}
-		s.skipRun(next)
-		s.free(next.peer, time.Time{})
+		s.release(next.job.Peer, now)
 	}
 	s.idle++
 	return nil
 }
 
-// free marks p idle after a run toward it that ended at ended (zero: it
-// never ran) and queues the runs that came due meanwhile for after the gap.
-// s.mu is held.
-func (s *Scheduler) free(p *peer, ended time.Time) {
-	if p == nil {
-		return
+// nextForPeer returns the oldest run still worth starting among those
+// waiting for peer, with its context, keeping the peer busy; with none it
+// marks the peer free. s.mu is held.
+func (s *Scheduler) nextForPeer(peer string, now time.Time) *entry {
+	if peer == "" {
+		return nil
 	}
-	p.busy = false
-	if !ended.IsZero() {
-		p.ended = ended
-	}
-	for _, w := range p.waiting {
-		if !w.removed && !s.stopped {
-			s.deferTo(w, p.ended.Add(s.cfg.PeerGap))
+	waiting := s.busy[peer]
+	for len(waiting) > 0 {
+		next := waiting[0]
+		waiting[0] = nil
+		waiting = waiting[1:]
+		if !next.removed && s.fresh(next, now) {
+			s.busy[peer] = waiting
+			s.begin(next)
+			next.handed = now
+			return next
 		}
 	}
-	clear(p.waiting)
-	p.waiting = p.waiting[:0]
+	delete(s.busy, peer)
+	return nil
 }
 
-// skipRun counts e's run as skipped and queues the next one. s.mu is held.
-func (s *Scheduler) skipRun(e *entry) {
+// release frees peer after its run was skipped unrun, handing the peer's
+// next waiting run to the backlog. s.mu is held.
+func (s *Scheduler) release(peer string, now time.Time) {
+	if next := s.nextForPeer(peer, now); next != nil {
+		s.backlog = append(s.backlog, next)
+	}
+}
+
+// fresh reports whether e, handed out but not yet started, may still run;
+// one that waited a whole interval is skipped, counted and requeued, as its
+// next run is due anyway. s.mu is held.
+func (s *Scheduler) fresh(e *entry, now time.Time) bool {
+	if now.Sub(e.handed) < s.cfg.Interval {
+		return true
+	}
 	if s.skip != nil {
 		s.skip(e.job)
 	}
 	s.requeue(e)
+	return false
 }
 
 // requeue schedules e's next run one jittered interval after the last one
 // was due, so runs started early by coalescing or late by a busy dispatcher
-// or peer keep the rate; a run that overran its next due time restarts the
-// count from now instead of running back to back. s.mu is held.
+// keep the rate; a run that overran its next due time restarts the count
+// from now instead of running back to back. s.mu is held.
 func (s *Scheduler) requeue(e *entry) {
-	if e.cancel != nil {
+	if e.cancel != nil { // nil: it waited for its peer and never started
 		e.cancel()
 	}
 	e.ctx, e.cancel = nil, nil
@@ -332,7 +329,6 @@ func (s *Scheduler) requeue(e *entry) {
 	if e.due = e.due.Add(s.jittered()); e.due.Before(now) {
 		e.due = now.Add(s.jittered())
 	}
-	e.start = e.due
 	s.push(e)
 }
 
@@ -356,14 +352,15 @@ func (s *Scheduler) stop() {
 			e.cancel()
 		}
 	}
-	s.jobs, s.peers = map[string]*entry{}, map[string]*peer{}
+	s.jobs = map[string]*entry{}
 	s.queue, s.backlog = nil, nil
+	s.busy = map[string][]*entry{}
 	s.mu.Unlock()
 	s.wg.Wait()
 }
 
 // Update makes jobs the running set: new keys start after their stagger,
-// missing keys are canceled (their in-flight run too), keys whose job
+// missing keys are canceled (their in-flight run too), keys whose target
 // changed restart.
 func (s *Scheduler) Update(jobs []Job) {
 	s.mu.Lock()
@@ -383,14 +380,6 @@ func (s *Scheduler) Update(jobs []Job) {
 			continue
 		}
 		e := &entry{job: j, due: now.Add(stagger(key, s.cfg.Interval)), index: -1}
-		e.start = e.due
-		if j.Peer != "" {
-			if e.peer = s.peers[j.Peer]; e.peer == nil {
-				e.peer = &peer{}
-				s.peers[j.Peer] = e.peer
-			}
-			e.peer.jobs++
-		}
 		s.jobs[key] = e
 		if !s.stopped {
 			s.push(e)
@@ -411,11 +400,6 @@ func (s *Scheduler) remove(e *entry) {
 	if e.cancel != nil {
 		e.cancel()
 	}
-	if p := e.peer; p != nil {
-		if p.jobs--; p.jobs == 0 {
-			delete(s.peers, e.job.Peer) // runs still out finish on the old state
-		}
-	}
 }
 
 func (s *Scheduler) jittered() time.Duration {
@@ -433,11 +417,11 @@ func stagger(key string, interval time.Duration) time.Duration {
 	return time.Duration(h.Sum64() % uint64(interval))
 }
 
-// queue is a min-heap of idle entries by start time.
+// queue is a min-heap of idle entries by due time.
 type queue []*entry
 
 func (q queue) Len() int           { return len(q) }
-func (q queue) Less(i, j int) bool { return q[i].start.Before(q[j].start) }
+func (q queue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
 func (q queue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
 	q[i].index, q[j].index = i, j

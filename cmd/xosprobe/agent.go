@@ -30,7 +30,7 @@ type agentFlags struct {
 	interval, timeout            time.Duration
 	denyTimeout, shutdownDelay   time.Duration
 	jitter                       float64
-	coalesce, peerGap            time.Duration
+	coalesce                     time.Duration
 	maxInFlight                  int64
 	peersCfg                     peers.Config
 	dnsServer                    string
@@ -99,7 +99,6 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 	fl.Float64Var(&f.jitter, "jitter", 0.2, "spread of the interval: each wait is interval × (1 ± jitter/2)")
 	fl.Int64Var(&f.maxInFlight, "max-in-flight", 64, "probe runs in flight at once")
 	fl.DurationVar(&f.coalesce, "coalesce", scheduler.DefaultCoalesce, "start runs due within this window together, so they share one wake-up (at most interval/4; 0: each run exactly when due)")
-	fl.DurationVar(&f.peerGap, "peer-gap", scheduler.DefaultPeerGap, "least time between the end of one run toward a peer and the start of the next, so no check times the peer still busy with the one before")
 	fl.IntVar(&f.peersCfg.SameOS, "k-same", f.peersCfg.SameOS, "peers of this node's OS to probe")
 	fl.IntVar(&f.peersCfg.CrossOS, "k-cross", f.peersCfg.CrossOS, "peers of the other OS to probe")
 	fl.IntVar(&f.peersCfg.MinCrossProbers, "min-cross-probers", f.peersCfg.MinCrossProbers, "agents of the other OS that must probe every node")
@@ -140,9 +139,6 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 	if f.jitter < 0 || f.jitter > 1 {
 		errs = append(errs, fmt.Errorf("--jitter %g must be within 0-1", f.jitter))
 	}
-	if f.peerGap < 0 || f.peerGap >= f.interval {
-		errs = append(errs, fmt.Errorf("--peer-gap %s must be 0 or more and less than --interval %s", f.peerGap, f.interval))
-	}
 	if f.dnsServer == "" {
 		f.dnsServer = systemNameserver()
 	} else if _, _, err := net.SplitHostPort(f.dnsServer); err != nil {
@@ -160,7 +156,7 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 		Ports:         f.ports,
 		AdminAddr:     f.adminAddr,
 		Peers:         f.peersCfg,
-		Scheduler:     scheduler.Config{Interval: f.interval, Jitter: f.jitter, Timeout: f.timeout, MaxInFlight: f.maxInFlight, Coalesce: f.coalesce, PeerGap: f.peerGap},
+		Scheduler:     scheduler.Config{Interval: f.interval, Jitter: f.jitter, Timeout: f.timeout, MaxInFlight: f.maxInFlight, Coalesce: f.coalesce},
 		HTTPPath:      probe.DefaultHTTPPath,
 		DNSServer:     f.dnsServer,
 		DenyTimeout:   f.denyTimeout,

@@ -23,7 +23,6 @@ func TestAgentConfigErrorsNameTheFlag(t *testing.T) {
 		"--node":           {"agent", "--check-config", "--peer", "w=windows@10.0.0.2"},
 		"--timeout":        {"agent", "--check-config", "--node", "n", "--peer", "w=windows@10.0.0.2", "--timeout", "20s", "--interval", "10s"},
 		"--jitter":         {"agent", "--check-config", "--node", "n", "--peer", "w=windows@10.0.0.2", "--jitter", "2"},
-		"--peer-gap":       {"agent", "--check-config", "--node", "n", "--peer", "w=windows@10.0.0.2", "--peer-gap", "-1ms"},
 		"os \"mac\"":       {"agent", "--check-config", "--node", "n", "--peer", "w=mac@10.0.0.2"},
 		"--peers-file":     {"agent", "--check-config", "--node", "n", "--peers-file", "/nonexistent/peers"},
 		"--namespace":      {"agent", "--check-config", "--node", "n"},
