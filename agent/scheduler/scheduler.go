@@ -249,16 +249,14 @@ func (s *Scheduler) finish(e *entry) *entry {
 	}
 	now := time.Now()
 	if next := s.nextForPeer(e.job.Peer, now); next != nil {
+		s.begin(next)
 		return next
 	}
 	for len(s.backlog) > 0 {
 		next := s.backlog[0]
 		s.backlog[0] = nil
 		s.backlog = s.backlog[1:]
-		if next.removed {
-			continue
-		}
-		if s.fresh(next, now) {
+		if !next.removed && s.fresh(next, now) {
 			s.begin(next)
 			return next
 		}
@@ -269,8 +267,8 @@ func (s *Scheduler) finish(e *entry) *entry {
 }
 
 // nextForPeer returns the oldest run still worth starting among those
-// waiting for peer, with its context, keeping the peer busy; with none it
-// marks the peer free. s.mu is held.
+// waiting for peer, keeping the peer busy; with none it marks the peer free.
+// s.mu is held.
 func (s *Scheduler) nextForPeer(peer string, now time.Time) *entry {
 	if peer == "" {
 		return nil
@@ -282,7 +280,6 @@ func (s *Scheduler) nextForPeer(peer string, now time.Time) *entry {
 		waiting = waiting[1:]
 		if !next.removed && s.fresh(next, now) {
 			s.busy[peer] = waiting
-			s.begin(next)
 			next.handed = now
 			return next
 		}
@@ -291,8 +288,8 @@ func (s *Scheduler) nextForPeer(peer string, now time.Time) *entry {
 	return nil
 }
 
-// release frees peer after its run was skipped unrun, handing the peer's
-// next waiting run to the backlog. s.mu is held.
+// release frees peer after its run was dropped unrun (removed or skipped),
+// handing the peer's next waiting run to the backlog. s.mu is held.
 func (s *Scheduler) release(peer string, now time.Time) {
 	if next := s.nextForPeer(peer, now); next != nil {
 		s.backlog = append(s.backlog, next)
@@ -318,7 +315,7 @@ func (s *Scheduler) fresh(e *entry, now time.Time) bool {
 // keep the rate; a run that overran its next due time restarts the count
 // from now instead of running back to back. s.mu is held.
 func (s *Scheduler) requeue(e *entry) {
-	if e.cancel != nil { // nil: it waited for its peer and never started
+	if e.cancel != nil { // nil: it never started
 		e.cancel()
 	}
 	e.ctx, e.cancel = nil, nil

@@ -364,3 +364,21 @@ func TestPeersKeepTheirRateWhenTheirChecksComeDueTogether(t *testing.T) {
 	require.Eventually(t, func() bool { return runs.Load() >= int64(10*len(jobs)) }, 20*time.Second, 10*time.Millisecond)
 	assert.Zero(t, skips.Load(), "runs skipped after waiting a whole interval for their peer")
 }
+
+// A run removed while it waited for a worker must still free its peer, or
+// the peer's other jobs would wait behind it for good.
+func TestRemovedBacklogRunFreesItsPeer(t *testing.T) {
+	b := newBlockingRuns("x/tcp")
+	s := New(Config{Interval: 20 * time.Millisecond, MaxInFlight: 1}, b.run, nil, nil)
+	start(t, s)
+	s.Update([]Job{peerJob("x", "tcp"), peerJob("a", "tcp")})
+	backlogged := func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.backlog) == 1 }
+	require.Eventually(t, backlogged, 5*time.Second, time.Millisecond, "a/tcp waits for the one worker")
+	s.Update([]Job{peerJob("x", "tcp"), peerJob("a", "http")})
+	startedBefore := b.count(b.started, "a/tcp") // it may have run before x/tcp took the worker
+	waiting := func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.busy["a"]) == 1 }
+	require.Eventually(t, waiting, 5*time.Second, time.Millisecond, "a/http waits behind the removed a/tcp")
+	close(b.release)
+	require.Eventually(t, func() bool { return b.count(b.runs, "a/http") >= 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, startedBefore, b.count(b.started, "a/tcp"), "a/tcp started after its removal")
+}
