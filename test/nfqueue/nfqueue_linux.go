@@ -189,8 +189,17 @@ func (d *Delayer) run() {
 // its own with a fine timer slack, until pending is closed.
 func (d *Delayer) release(done chan<- struct{}) {
 	defer close(done)
-	runtime.LockOSThread() // the slack is per thread; the thread ends with the goroutine
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	// The slack is per thread. The thread must outlive this goroutine (see
+	// InNetns: a process forked on it earlier with PR_SET_PDEATHSIG would be
+	// killed when it ends; an e2e run lost an agent and Prometheus that way
+	// when the delayers closed), so its slack is restored and it is unlocked.
+	runtime.LockOSThread()
+	if prev, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0); err == nil {
+		defer func() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(prev), 0, 0, 0); runtime.UnlockOSThread() }()
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	} else {
+		runtime.UnlockOSThread() // coarser holds, not a lost thread
+	}
 	for p := range d.pending {
 		if wait := time.Until(p.due); wait > 0 {
 			ts := unix.NsecToTimespec(wait.Nanoseconds())
