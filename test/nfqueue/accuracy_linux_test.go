@@ -19,9 +19,8 @@ import (
 // server namespace are held for D, a client in another namespace times
 // blocking connects to it, and the change of the median connect time between
 // D=0 and D is compared with the change of the delayer's median recorded hold.
-// error-us is that difference (the e2e asserts it within 300 us); spread-us is
-// the interquartile range of the holds at D, the delayer's own timing noise.
-// Root only (network namespaces, iptables).
+// error-us is that difference (the e2e asserts it within 300 us). Root only
+// (network namespaces, iptables).
 //
 //	go test -run '^$' -bench HoldAccuracy -benchtime 1x ./test/nfqueue/
 func BenchmarkHoldAccuracy(b *testing.B) {
@@ -69,8 +68,6 @@ func BenchmarkHoldAccuracy(b *testing.B) {
 		c0, h0 := sample(0)
 		for _, hold := range []time.Duration{2 * time.Millisecond, 5 * time.Millisecond} {
 			c, h := sample(hold)
-			holds := d.TakeHolds()
-			_ = holds
 			b.ReportMetric(float64((c-c0)-(h-h0))/1e3, fmt.Sprintf("error-us-D%dms", hold/time.Millisecond))
 			b.Logf("D=%v: connect median %v -> %v, hold median %v -> %v", hold, c0, c, h0, h)
 		}
