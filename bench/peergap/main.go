@@ -128,10 +128,10 @@ func run(mode string, gap time.Duration, rounds int, pace time.Duration, exe str
 			if len(ph) == 0 {
 				return "-"
 			}
-			return us((median(ph) - median(ph0)) - (median(h) - median(h0)))
+			return us((nfqueue.Median(ph) - nfqueue.Median(ph0)) - (nfqueue.Median(h) - nfqueue.Median(h0)))
 		}
-		fmt.Printf("%-6v %10s %10s %10s %10s %10s %11s %11s %11s\n", hold, us(median(r.tcp)), us(median(r.httpConnect)), us(median(r.firstByte)),
-			us(median(r.holdSYN)), us(median(r.holdData)),
+		fmt.Printf("%-6v %10s %10s %10s %10s %10s %11s %11s %11s\n", hold, us(nfqueue.Median(r.tcp)), us(nfqueue.Median(r.httpConnect)), us(nfqueue.Median(r.firstByte)),
+			us(nfqueue.Median(r.holdSYN)), us(nfqueue.Median(r.holdData)),
 			errOf(r.tcp, r.holdSYN, base.tcp, base.holdSYN), errOf(r.httpConnect, r.holdSYN, base.httpConnect, base.holdSYN),
 			errOf(r.firstByte, r.holdData, base.firstByte, base.holdData))
 	}
@@ -141,15 +141,6 @@ func run(mode string, gap time.Duration, rounds int, pace time.Duration, exe str
 func phase(r probe.Result, ph probe.Phase) time.Duration {
 	d, _ := r.Phase(ph)
 	return d
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // setup makes the two namespaces, starts the responder under Wine with a

@@ -132,7 +132,7 @@ func (g *delayers) takeHolds() map[holdClass][]time.Duration {
 func medianHolds(h map[holdClass][]time.Duration) map[holdClass]time.Duration {
 	out := map[holdClass]time.Duration{}
 	for class, hs := range h {
-		out[class] = medianDuration(hs)
+		out[class] = nfqueue.Median(hs)
 	}
 	return out
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"slices"
 	"testing"
 	"time"
 
@@ -62,7 +61,7 @@ func BenchmarkHoldAccuracy(b *testing.B) {
 			}
 			times = append(times, t)
 		}
-		return median(times), median(d.TakeHolds())
+		return Median(times), Median(d.TakeHolds())
 	}
 	for b.Loop() {
 		c0, h0 := sample(0)
@@ -72,15 +71,6 @@ func BenchmarkHoldAccuracy(b *testing.B) {
 			b.Logf("D=%v: connect median %v -> %v, hold median %v -> %v", hold, c0, c, h0, h)
 		}
 	}
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // timedConnect times one blocking connect(2) from namespace ns, as the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -238,6 +239,17 @@ func packetID(attrs []byte) (uint32, bool) {
 
 // SetHold changes the hold of packets that arrive from now on.
 func (d *Delayer) SetHold(h time.Duration) { d.holdNS.Store(int64(h)) }
+
+// Median is the median of ds (0 when empty): the ground truth compares a
+// phase's median with the median hold.
+func Median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
 
 // TakeHolds returns the holds applied since the last call and forgets them.
 func (d *Delayer) TakeHolds() []time.Duration {
