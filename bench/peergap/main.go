@@ -33,10 +33,7 @@ import (
 	"github.com/xosprobe/xosprobe/test/nfqueue"
 )
 
-const (
-	client, server = "peergap-c", "peergap-s"
-	serverIP       = "10.199.0.2"
-)
+const serverIP = nfqueue.PairServerIP
 
 func main() {
 	mode := flag.String("mode", "seq", "seq: a tcp run, then the http run; http: the http run alone")
@@ -58,17 +55,17 @@ func run(mode string, gap time.Duration, rounds int, pace time.Duration, exe str
 	if mode != "seq" && mode != "http" {
 		return fmt.Errorf("-mode %q: want seq or http", mode)
 	}
-	stop, err := setup(exe)
+	pair, stop, err := setup(exe)
 	defer stop()
 	if err != nil {
 		return err
 	}
-	syn, err := nfqueue.Start(server, 7, 0)
+	syn, err := nfqueue.Start(pair.Server, 7, 0)
 	if err != nil {
 		return err
 	}
 	defer syn.Close()
-	data, err := nfqueue.Start(server, 8, 0)
+	data, err := nfqueue.Start(pair.Server, 8, 0)
 	if err != nil {
 		return err
 	}
@@ -92,7 +89,7 @@ func run(mode string, gap time.Duration, rounds int, pace time.Duration, exe str
 			data.TakeHolds()
 			for range 50 {
 				time.Sleep(pace/2 + rand.N(pace))
-				err := nfqueue.InNetns(client, func() error {
+				err := nfqueue.InNetns(pair.Client, func() error {
 					if mode == "seq" {
 						t := p.TCP(ctx, probe.Target{Addr: serverIP + ":9441"})
 						if !t.Succeeded() {
@@ -146,20 +143,18 @@ func phase(r probe.Result, ph probe.Phase) time.Duration {
 // setup makes the two namespaces, starts the responder under Wine with a
 // prefix of its own in the server namespace, and queues the prober's packets
 // to its ports: SYNs to queue 7, the rest to queue 8. stop undoes it all.
-func setup(exe string) (stop func(), err error) {
+func setup(exe string) (pair nfqueue.Pair, stop func(), err error) {
 	tmp, err := os.MkdirTemp("", "peergap-")
 	if err != nil {
-		return func() {}, err
+		return pair, func() {}, err
 	}
+	pair, err = nfqueue.NewPair("peergap")
 	stop = func() {
-		if out, err := exec.Command("ip", "netns", "pids", server).Output(); err == nil {
-			for _, pid := range strings.Fields(string(out)) { // the responder and its wineserver
-				_ = exec.Command("kill", "-9", pid).Run()
-			}
-		}
-		_ = exec.Command("ip", "netns", "del", client).Run()
-		_ = exec.Command("ip", "netns", "del", server).Run()
+		pair.Delete() // the responder and its wineserver with it
 		_ = os.RemoveAll(tmp)
+	}
+	if err != nil {
+		return pair, stop, err
 	}
 	home, _ := os.UserHomeDir()
 	prefix := filepath.Join(tmp, "wine")
@@ -169,45 +164,36 @@ func setup(exe string) (stop func(), err error) {
 	}
 	steps := [][]string{
 		{"cp", "-a", template, prefix},
-		{"ip", "netns", "add", client},
-		{"ip", "netns", "add", server},
-		{"ip", "link", "add", "peergap-a", "netns", client, "type", "veth", "peer", "name", "peergap-b", "netns", server},
-		{"ip", "-n", client, "addr", "add", "10.199.0.1/24", "dev", "peergap-a"},
-		{"ip", "-n", server, "addr", "add", serverIP + "/24", "dev", "peergap-b"},
-		{"ip", "-n", client, "link", "set", "peergap-a", "up"},
-		{"ip", "-n", server, "link", "set", "peergap-b", "up"},
-		{"ip", "-n", client, "link", "set", "lo", "up"},
-		{"ip", "-n", server, "link", "set", "lo", "up"},
 	}
-	match := []string{"ip", "netns", "exec", server, "iptables", "-w", "-t", "mangle", "-A", "INPUT", "-p", "tcp",
-		"-s", "10.199.0.1", "-m", "multiport", "--dports", "9440:9443"}
+	match := []string{"ip", "netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT", "-p", "tcp",
+		"-s", nfqueue.PairClientIP, "-m", "multiport", "--dports", "9440:9443"}
 	steps = append(steps,
 		slices.Concat(match, []string{"--syn", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"}),
 		slices.Concat(match, []string{"!", "--syn", "-j", "NFQUEUE", "--queue-num", "8", "--queue-bypass"}))
 	for _, s := range steps {
 		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
-			return stop, fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
+			return pair, stop, fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
 		}
 	}
-	srv := exec.Command("ip", "netns", "exec", server, "wine", exe, "serve", "--http-addr", serverIP+":9440",
+	srv := exec.Command("ip", "netns", "exec", pair.Server, "wine", exe, "serve", "--http-addr", serverIP+":9440",
 		"--tcp-addr", serverIP+":9441", "--allow-addr", serverIP+":9442", "--deny-addr", serverIP+":9443")
 	srv.Env = append(os.Environ(), "WINEPREFIX="+prefix, "TMPDIR="+tmp, "WINEDEBUG=-all")
 	if err := srv.Start(); err != nil {
-		return stop, err
+		return pair, stop, err
 	}
 	go func() { _ = srv.Wait() }()
 	p := probe.New()
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		var r probe.Result
-		_ = nfqueue.InNetns(client, func() error {
+		_ = nfqueue.InNetns(pair.Client, func() error {
 			r = p.HTTP(context.Background(), probe.Target{Addr: serverIP + ":9440"})
 			return nil
 		})
 		if r.Succeeded() {
-			return stop, nil
+			return pair, stop, nil
 		}
 		if time.Now().After(deadline) {
-			return stop, errors.New("the responder under Wine did not answer within 60s")
+			return pair, stop, errors.New("the responder under Wine did not answer within 60s")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

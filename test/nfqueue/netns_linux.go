@@ -1,0 +1,55 @@
+//go:build linux
+
+package nfqueue
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// Pair is two network namespaces joined by a veth pair: Client at
+// 10.199.0.1, Server at 10.199.0.2, loopback up in both. The delayer's
+// benchmarks hold the packets entering Server.
+type Pair struct{ Client, Server string }
+
+// Pair addresses.
+const (
+	PairClientIP = "10.199.0.1"
+	PairServerIP = "10.199.0.2"
+)
+
+// NewPair makes the namespaces <name>-c and <name>-s (name: at most 11
+// characters, it also names the veth ends). Delete removes them, with
+// everything in them, also after a failed NewPair.
+func NewPair(name string) (Pair, error) {
+	p := Pair{Client: name + "-c", Server: name + "-s"}
+	for _, args := range [][]string{
+		{"netns", "add", p.Client},
+		{"netns", "add", p.Server},
+		{"link", "add", name + "-a", "netns", p.Client, "type", "veth", "peer", "name", name + "-b", "netns", p.Server},
+		{"-n", p.Client, "addr", "add", PairClientIP + "/24", "dev", name + "-a"},
+		{"-n", p.Server, "addr", "add", PairServerIP + "/24", "dev", name + "-b"},
+		{"-n", p.Client, "link", "set", name + "-a", "up"},
+		{"-n", p.Server, "link", "set", name + "-b", "up"},
+		{"-n", p.Client, "link", "set", "lo", "up"},
+		{"-n", p.Server, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return p, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return p, nil
+}
+
+// Delete kills what runs in the namespaces and removes them.
+func (p Pair) Delete() {
+	for _, ns := range []string{p.Server, p.Client} {
+		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, pid := range strings.Fields(string(out)) {
+				_ = exec.Command("kill", "-9", pid).Run()
+			}
+		}
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	}
+}
