@@ -247,10 +247,10 @@ func peerJob(peer, check string) Job {
 }
 
 func TestRunsTowardOnePeerTakeTurns(t *testing.T) {
+	rec := newRecorder(4 * time.Millisecond) // 4 checks x 4 ms in a 40 ms interval: they collide unless kept apart
 	var mu sync.Mutex
 	inFlight, runs := map[string]int{}, map[string]int{}
 	var overlaps []string
-	var all, peak atomic.Int64
 	s := New(Config{Interval: 40 * time.Millisecond, Coalesce: 10 * time.Millisecond}, func(ctx context.Context, j Job) {
 		mu.Lock()
 		if inFlight[j.Peer]++; inFlight[j.Peer] > 1 {
@@ -258,13 +258,7 @@ func TestRunsTowardOnePeerTakeTurns(t *testing.T) {
 		}
 		runs[j.Peer]++
 		mu.Unlock()
-		for n := all.Add(1); n > peak.Load(); {
-			if peak.CompareAndSwap(peak.Load(), n) {
-				break
-			}
-		}
-		time.Sleep(4 * time.Millisecond) // 4 checks x 4 ms in a 40 ms interval: they collide unless kept apart
-		all.Add(-1)
+		rec.run(ctx, j)
 		mu.Lock()
 		inFlight[j.Peer]--
 		mu.Unlock()
@@ -285,7 +279,7 @@ func TestRunsTowardOnePeerTakeTurns(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Empty(t, overlaps, "runs toward one peer overlapped")
-	assert.Greater(t, peak.Load(), int64(1), "runs toward different peers still run side by side")
+	assert.Greater(t, rec.peak.Load(), int64(1), "runs toward different peers still run side by side")
 }
 
 // blockingRuns counts runs by key; a run of blocker holds until release is
@@ -345,11 +339,13 @@ func TestRemovedRunWaitingForItsPeerNeverStarts(t *testing.T) {
 	start(t, s)
 	s.Update([]Job{peerJob("a", "tcp"), peerJob("a", "http")})
 	require.Eventually(t, func() bool { return b.count(b.started, "a/tcp") == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(30 * time.Millisecond) // a/http comes due and waits behind a/tcp
+	waiting := func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.busy["a"]) == 1 }
+	require.Eventually(t, waiting, 5*time.Second, time.Millisecond, "a/http comes due and waits behind a/tcp")
+	startedBefore := b.count(b.started, "a/http") // it may have run before a/tcp took the peer
 	s.Update([]Job{peerJob("a", "tcp")})
 	close(b.release)
 	require.Eventually(t, func() bool { return b.count(b.runs, "a/tcp") >= 3 }, 5*time.Second, time.Millisecond)
-	assert.Zero(t, b.count(b.started, "a/http"))
+	assert.Equal(t, startedBefore, b.count(b.started, "a/http"), "a/http started after its removal")
 }
 
 // With the coalescing window at its cap, a wake-up can bring all four of a
