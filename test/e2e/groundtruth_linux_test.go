@@ -184,19 +184,17 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 		delta, ci = map[string]float64{}, map[string]float64{}
 		var pb strings.Builder
 		for _, gp := range groundTruthPhases {
-			fmt.Fprintf(&pb, " %s/%s", gp.check, gp.phase)
+			k := gp.check + "/" + gp.phase
+			fmt.Fprintf(&pb, " %s", k)
 			for _, pair := range []string{"linux->windows", "linux->linux"} {
 				v, _ := sumMetric(ss, "xosprobe_pair_quantile_seconds", map[string]string{"check": gp.check, "phase": gp.phase, "pair": pair, "quantile": "0.5"})
 				fmt.Fprintf(&pb, " %s %.0fus", pair, v*1e6)
 			}
-		}
-		for _, gp := range groundTruthPhases {
 			l := map[string]string{"check": gp.check, "phase": gp.phase, "pair": "linux->windows", "quantile": "0.5"}
 			v, n := sumMetric(ss, "xosprobe_cross_os_delta_seconds", l)
 			if n != 1 {
 				t.Fatalf("xosprobe_cross_os_delta_seconds%v: %d series", l, n)
 			}
-			k := gp.check + "/" + gp.phase
 			delta[k] = v
 			lo, nl := sumMetric(ss, "xosprobe_cross_os_delta_ci_low_seconds", l)
 			hi, nh := sumMetric(ss, "xosprobe_cross_os_delta_ci_high_seconds", l)
