@@ -212,7 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	reportCtx, stopReport := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-	goRun(func() { _ = resp.Serve(respCtx) })
+	goRun(func() { resp.Serve(respCtx) })
 	goRun(func() { _ = admin.Serve(adminL) })
 	goRun(func() { a.sched.Run(probeCtx) })
 	if a.report != nil {

@@ -22,7 +22,7 @@ func serveResponder(ctx context.Context, b *testing.B) *responder.Responder {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() { _ = r.Serve(ctx) }()
+	go r.Serve(ctx)
 	return r
 }
 

@@ -3,8 +3,8 @@
 //
 // Every agent runs one, and anyone can hit it, so it is cheap and safe: the
 // TCP ports accept and close at once (no goroutine per connection, nothing to
-// amplify), and the HTTP server answers GET with a fixed few bytes under tight
-// header, read and write timeouts.
+// amplify), and the health endpoint answers GET with a fixed few bytes,
+// bounded in size, time and concurrency (health.go).
 package responder
 
 import (
@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -50,7 +49,7 @@ func DefaultConfig() Config {
 // Responder is a running set of listeners.
 type Responder struct {
 	log       *slog.Logger
-	http      *http.Server
+	health    *health
 	httpL     net.Listener
 	acceptors map[string]net.Listener // name -> listener, for tcp, allow, deny
 	wg        sync.WaitGroup
@@ -59,7 +58,9 @@ type Responder struct {
 // Listen opens every port; it fails without leaving any open if one cannot be bound.
 func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
 	r := &Responder{log: log, acceptors: map[string]net.Listener{}}
-	var lc net.ListenConfig
+	// Every connection lives for one exchange: keep-alive options on each
+	// accepted socket would cost system calls for nothing.
+	lc := net.ListenConfig{KeepAlive: -1}
 	open := func(name, addr string) (net.Listener, error) {
 		l, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
@@ -79,27 +80,7 @@ func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
 		}
 		r.acceptors[p.name] = l
 	}
-	body := []byte(fmt.Sprintf("ok %s %s\n", cfg.OS, cfg.Node))
-	mux := http.NewServeMux()
-	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(body)
-	})
-	r.http = &http.Server{
-		Handler:           http.MaxBytesHandler(mux, 1<<10),
-		ReadHeaderTimeout: 2 * time.Second,
-		ReadTimeout:       5 * time.Second,
-		WriteTimeout:      5 * time.Second,
-		IdleTimeout:       30 * time.Second,
-		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	r.health = newHealth([]byte(fmt.Sprintf("ok %s %s\n", cfg.OS, cfg.Node)))
 	return r, nil
 }
 
@@ -114,8 +95,9 @@ func (r *Responder) Addr(name string) net.Addr {
 	return nil
 }
 
-// Serve runs until ctx ends, then closes the listeners and waits for its goroutines.
-func (r *Responder) Serve(ctx context.Context) error {
+// Serve runs until ctx ends, then closes the listeners and waits for its
+// goroutines (an exchange in progress ends within exchangeTimeout).
+func (r *Responder) Serve(ctx context.Context) {
 	for _, l := range r.acceptors {
 		r.wg.Add(1)
 		go func() {
@@ -123,25 +105,14 @@ func (r *Responder) Serve(ctx context.Context) error {
 			acceptAndClose(l)
 		}()
 	}
-	errc := make(chan error, 1)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if err := r.http.Serve(steadyListener{r.httpL}); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
+		r.health.serve(r.httpL)
 	}()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = r.http.Shutdown(sctx)
+	<-ctx.Done()
 	r.closeListeners()
 	r.wg.Wait()
-	return err
 }
 
 func (r *Responder) closeListeners() {
@@ -168,8 +139,7 @@ func acceptAndClose(l net.Listener) {
 
 // steadyListener keeps accepting through errors that concern one connection
 // or a passing shortage, and ends only when the listener is closed.
-// http.Server.Serve stops on any accept error it does not deem temporary;
-// a probe that resets its connection before it is accepted yields one on
+// A probe that resets its connection before it is accepted yields one on
 // Windows (WSAECONNRESET, WSAENOTCONN under Wine) and must not take the
 // health endpoint down.
 type steadyListener struct{ net.Listener }

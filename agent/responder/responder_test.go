@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +27,11 @@ func start(t *testing.T) *Responder {
 		slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- r.Serve(ctx) }()
+	done := make(chan struct{})
+	go func() { r.Serve(ctx); close(done) }()
 	t.Cleanup(func() {
 		cancel()
-		require.NoError(t, <-done)
+		<-done
 	})
 	return r
 }
@@ -64,6 +65,7 @@ func TestHealthEndpoint(t *testing.T) {
 		{"get", http.MethodGet, HealthPath, nil, http.StatusOK},
 		{"head", http.MethodHead, HealthPath, nil, http.StatusOK},
 		{"post refused", http.MethodPost, HealthPath, nil, http.StatusMethodNotAllowed},
+		{"query ignored", http.MethodGet, HealthPath + "?verbose=1", nil, http.StatusOK},
 		{"unknown path", http.MethodGet, "/admin", nil, http.StatusNotFound},
 		{"oversized headers", http.MethodGet, HealthPath, http.Header{"X-Big": {strings.Repeat("a", 64<<10)}}, http.StatusRequestHeaderFieldsTooLarge},
 	}
@@ -96,7 +98,7 @@ func TestSlowHeadersAreCutOff(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err = io.ReadAll(c)
-	assert.NoError(t, err, "the server closes the connection after ReadHeaderTimeout")
+	assert.NoError(t, err, "the server closes the connection after its exchange timeout")
 }
 
 func TestListenFailureClosesWhatItOpened(t *testing.T) {
@@ -127,15 +129,124 @@ func (f *flakyListener) Accept() (net.Conn, error) {
 func TestAcceptErrorsDoNotStopTheHealthEndpoint(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
-		ReadHeaderTimeout: time.Second}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(steadyListener{&flakyListener{Listener: l, failures: 3}}) }()
-	resp, err := http.Get("http://" + l.Addr().String())
-	require.NoError(t, err, "the server survived three accept errors")
+	h := newHealth([]byte("ok\n"))
+	done := make(chan struct{})
+	go func() { h.serve(&flakyListener{Listener: l, failures: 3}); close(done) }()
+	resp, err := http.Get("http://" + l.Addr().String() + HealthPath)
+	require.NoError(t, err, "the endpoint survived three accept errors")
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	http.DefaultClient.CloseIdleConnections()
-	require.NoError(t, srv.Close())
-	assert.ErrorIs(t, <-done, http.ErrServerClosed)
+	require.NoError(t, l.Close())
+	<-done
+}
+
+// exchange writes req on a new connection to addr and returns all it reads
+// back until the server closes.
+func exchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Write([]byte(req))
+	require.NoError(t, err)
+	out, err := io.ReadAll(c)
+	require.NoError(t, err)
+	return string(out)
+}
+
+func TestHealthRequestsOutsideWhatHTTPClientsSend(t *testing.T) {
+	addr := start(t).Addr("http").String()
+	cases := []struct{ name, req, status, body string }{
+		{"HTTP/1.0", "GET /healthz HTTP/1.0\r\n\r\n", "200 OK", "ok linux n1\n"},
+		{"bare line feeds", "GET /healthz HTTP/1.1\nHost: x\n\n", "200 OK", "ok linux n1\n"},
+		{"absolute form", "GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK", "ok linux n1\n"},
+		{"head has no body", "HEAD /healthz HTTP/1.1\r\n\r\n", "200 OK", ""},
+		{"no version", "GET /healthz\r\n\r\n", "400 Bad Request", "Bad Request\n"},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\r\n\r\n", "400 Bad Request", "Bad Request\n"},
+		{"not a number", "GET /healthz HTTP/1.x\r\n\r\n", "400 Bad Request", "Bad Request\n"},
+		{"bad target", "GET healthz HTTP/1.1\r\n\r\n", "400 Bad Request", "Bad Request\n"},
+		{"HTTP/2 prior knowledge", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505 HTTP Version Not Supported", "HTTP Version Not Supported\n"},
+		// Bytes past the head (a body, a second request) are read and
+		// dropped before close, so the answer is not lost to a reset.
+		{"body", "POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nx=1&y", "405 Method Not Allowed", "Method Not Allowed\n"},
+		{"pipelined", "GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n", "200 OK", "ok linux n1\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := exchange(t, addr, tc.req)
+			head, body, ok := strings.Cut(out, "\r\n\r\n")
+			require.True(t, ok, "a whole answer: %q", out)
+			assert.True(t, strings.HasPrefix(head, "HTTP/1.1 "+tc.status+"\r\n"), "status line of %q", head)
+			assert.Contains(t, head, "\r\nConnection: close\r\n")
+			assert.Equal(t, tc.body, body, "one answer, then close")
+		})
+	}
+}
+
+func TestAnswerSurvivesABodyItDoesNotRead(t *testing.T) {
+	c, err := net.Dial("tcp", start(t).Addr("http").String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	body := strings.Repeat("x", 1<<20)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		_, _ = io.WriteString(c, "POST /healthz HTTP/1.1\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	}()
+	out, err := io.ReadAll(c)
+	require.NoError(t, err, "a reset instead of the answer")
+	assert.True(t, strings.HasPrefix(string(out), "HTTP/1.1 405 Method Not Allowed\r\n"), "%q", out)
+	<-sent
+}
+
+func TestHealthAnswersNoMoreThanItsLimitAtOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	h := newHealth([]byte("ok\n"))
+	h.timeout = 3 * time.Second
+	done := make(chan struct{})
+	go func() { h.serve(l); close(done) }()
+	defer func() { l.Close(); <-done }()
+
+	// maxExchanges clients that never finish their request hold every slot.
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range maxExchanges {
+		c, err := net.Dial("tcp", l.Addr().String())
+		require.NoError(t, err)
+		_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\n"))
+		require.NoError(t, err)
+		idle = append(idle, c)
+	}
+	require.Eventually(t, func() bool { return len(h.slots) == maxExchanges }, 5*time.Second, 5*time.Millisecond)
+
+	// One more is closed at once, unanswered, long before the slots' timeout.
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(h.timeout/2)))
+	_, _ = c.Write([]byte("GET /healthz HTTP/1.1\r\n\r\n"))
+	out, err := io.ReadAll(c)
+	if err != nil {
+		assert.False(t, isTimeout(err), "closed at once, not left waiting: %v", err)
+	}
+	assert.Empty(t, out)
+
+	// A freed slot serves again.
+	idle[0].Close()
+	idle = idle[1:]
+	require.Eventually(t, func() bool { return len(h.slots) < maxExchanges }, 5*time.Second, 5*time.Millisecond)
+	assert.True(t, strings.HasPrefix(exchange(t, l.Addr().String(), "GET /healthz HTTP/1.1\r\n\r\n"), "HTTP/1.1 200 OK\r\n"))
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -21,7 +21,7 @@ func startResponder(t *testing.T) *responder.Responder {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = r.Serve(ctx); close(done) }()
+	go func() { r.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return r
 }

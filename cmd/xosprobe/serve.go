@@ -31,7 +31,8 @@ func newServeCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "serving http %s%s, tcp %s, netpol-allow %s, netpol-deny %s\n",
 				r.Addr("http"), responder.HealthPath, r.Addr("tcp"), r.Addr("allow"), r.Addr("deny"))
-			return r.Serve(cmd.Context())
+			r.Serve(cmd.Context())
+			return nil
 		},
 	}
 	f := cmd.Flags()

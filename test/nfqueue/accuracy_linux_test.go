@@ -47,7 +47,7 @@ func BenchmarkHoldAccuracy(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = r.Serve(ctx) }()
+	go r.Serve(ctx)
 	target := probe.Target{Addr: r.Addr("tcp").String()}
 	port := strconv.Itoa(r.Addr("tcp").(*net.TCPAddr).Port)
 	rule := []string{"netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT", "-p", "tcp", "--dport", port,
