@@ -40,6 +40,11 @@ const (
 	// Largest accepted difference between the aggregator's delta change and
 	// the delayer's hold.
 	groundTruthTolerance = 300 * time.Microsecond
+	// The widest delta CI (at D=0 or D) of an asserted phase that can still
+	// resolve the tolerance; clean windows here are 0.2-0.35 ms wide.
+	groundTruthMaxCI = 2 * groundTruthTolerance
+	// How many times in all a disturbed stage is measured again.
+	groundTruthRetries = 2
 )
 
 // mixedPod is a pod the test runs an xosprobe component in.
@@ -719,6 +724,7 @@ type groundTruth struct {
 	Observed time.Duration // change of the aggregator's delta p50
 	Asserted bool          // held to groundTruthTolerance
 	CIWidth  time.Duration // the wider of the delta's confidence intervals at D=0 and D
+	Steal    float64       // the larger share of CPU time the hypervisor took in the D=0 and D windows
 }
 
 // printSummary logs the per-pair table of /matrix, policy enforcement and
@@ -765,10 +771,10 @@ func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundT
 	}
 	if len(gt) > 0 {
 		fmt.Fprintf(&b, "ground truth (NFQUEUE hold on packets into Windows pods):\n")
-		fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s  %s\n", "D", "check", "phase", "median hold", "delta change", "error", "delta CI", "asserted")
+		fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s %6s  %s\n", "D", "check", "phase", "median hold", "delta change", "error", "delta CI", "steal", "asserted")
 		for _, g := range gt {
-			fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s  %v\n", g.D, g.Check, g.Phase, g.Hold.Round(time.Microsecond),
-				g.Observed.Round(time.Microsecond), (g.Observed - g.Hold).Round(time.Microsecond), g.CIWidth.Round(time.Microsecond), g.Asserted)
+			fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s %5.1f%%  %v\n", g.D, g.Check, g.Phase, g.Hold.Round(time.Microsecond),
+				g.Observed.Round(time.Microsecond), (g.Observed - g.Hold).Round(time.Microsecond), g.CIWidth.Round(time.Microsecond), 100*g.Steal, g.Asserted)
 		}
 	}
 	for _, sec := range []struct {
