@@ -8,10 +8,18 @@
 # Prints per peer count: probes/s; the agent's RSS, its anonymous part and its
 # file-backed part (the executable's pages), and of the latter what the agent
 # read during the measurement (its steady-state working set, from
-# /proc/PID/clear_refs); agent CPU (% of one core); and the floor: the CPU of
+# /proc/PID/clear_refs; it depends on how the page cache holds the file:
+# straight after `go build`, which writes it through a shared mapping, a
+# fault maps a whole large folio and the agent read 20 MiB here; a copy of
+# the same file, 11 MiB); agent CPU (% of one core); and the floor: the CPU of
 # as many bare TCP connects per second, in the same bursts, with no probe
 # around them (bench/connectfloor; on loopback both ends of every handshake
-# are charged to the connecting process, for the agent and the floor alike).
+# are charged to the connecting process, for the agent and the floor alike);
+# and the CPU of the responder (`xosprobe serve`, the same build) that
+# answers every probe: its accepts, reads, writes and closes, not the
+# handshakes (charged to the agent, as above). On a cluster each agent also
+# answers about as many probes as it sends, so a node's agent costs about
+# the agent column plus the responder column.
 # AGENT_FLAGS adds agent flags, e.g. AGENT_FLAGS="--coalesce 0";
 # XOSPROBE_BIN picks another build of the agent to compare.
 set -euo pipefail
@@ -28,12 +36,14 @@ ip netns add "$ns"
 cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; sleep 0.2; ip netns del "$ns" 2>/dev/null || true; rm -rf "$(dirname "$floor")"; }
 trap cleanup EXIT
 ip -n "$ns" link set lo up
-ip netns exec "$ns" bin/xosprobe serve --node peers >/dev/null 2>&1 &
+ip netns exec "$ns" "$bin" serve --node peers >/dev/null 2>&1 &
+server=$!
 sleep 0.5
 
 kib() { awk -v k="$1" '$1 == k":" {printf "%.1f", $2/1024}' "/proc/$2/status"; }
 ticks=$(getconf CLK_TCK)
-printf '%-6s %9s %8s %8s %8s %9s %10s %10s\n' peers probes/s rss-MiB anon-MiB file-MiB file-used cpu-%core floor-%core
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+printf '%-6s %9s %8s %8s %8s %9s %10s %10s %10s\n' peers probes/s rss-MiB anon-MiB file-MiB file-used cpu-%core floor-%core resp-%core
 for n in ${counts[@]}; do
   peers=$(mktemp)
   for ((i = 0; i < n; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$peers"
@@ -44,9 +54,11 @@ for n in ${counts[@]}; do
   sleep 5 # warm up: staggered starts spread over the first interval
   echo 1 >"/proc/$pid/clear_refs"
   read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)
+  r0=$(cpu "$server")
   p0=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
   sleep "$secs"
   read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
+  r1=$(cpu "$server")
   p1=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
   rss=$(kib VmRSS "$pid"); anon=$(kib RssAnon "$pid"); file=$(kib RssFile "$pid")
   # Referenced file-backed pages of the agent's own executable since clear_refs.
@@ -54,6 +66,6 @@ for n in ${counts[@]}; do
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -f "$peers"
   fl=$(ip netns exec "$ns" "$floor" -peers "$n" -seconds "$secs" | sed -n 's/.*: \([0-9.]*\)% of a core.*/\1/p')
-  printf '%-6s %9.0f %8s %8s %8s %9s %10.2f %10s\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" "$file" "$used" \
-    "$(echo "100*(($u1+$s1)-($u0+$s0))/$ticks/$secs" | bc -l)" "$fl"
+  printf '%-6s %9.0f %8s %8s %8s %9s %10.2f %10s %10.2f\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" "$file" "$used" \
+    "$(echo "100*(($u1+$s1)-($u0+$s0))/$ticks/$secs" | bc -l)" "$fl" "$(echo "100*($r1-$r0)/$ticks/$secs" | bc -l)"
 done
