@@ -41,7 +41,7 @@ const (
 	// the delayer's hold.
 	groundTruthTolerance = 300 * time.Microsecond
 	// The widest delta CI (at D=0 or D) of an asserted phase that can still
-	// resolve the tolerance; clean windows here are 0.2-0.35 ms wide.
+	// resolve the tolerance; clean windows here are 0.2-0.5 ms wide.
 	groundTruthMaxCI = 2 * groundTruthTolerance
 	// How many times in all a disturbed stage is measured again.
 	groundTruthRetries = 2

@@ -65,7 +65,12 @@ type Config struct {
 	// WineTemplate is the Wine prefix copied (as an overlay) for each Windows
 	// pod that runs a .exe. Default: $WINEPREFIX, else ~/.wine.
 	WineTemplate string
-	Logger       *slog.Logger
+	// CPUs maps an OS to the CPUs (a taskset list, e.g. "1") the pods of its
+	// nodes run on, so each side's pods have CPUs of their own, as on
+	// separate machines, instead of every pod of the box sharing every CPU.
+	// An OS without an entry runs its pods anywhere.
+	CPUs   map[OS]string
+	Logger *slog.Logger
 }
 
 // Cluster is a control plane plus nodes and pods made of network namespaces.

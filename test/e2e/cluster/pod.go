@@ -350,7 +350,11 @@ func (p *Pod) command(spec ExecSpec) (argv, env []string, err error) {
 		args = append([]string{"wine"}, args...)
 	}
 	env = append(env, spec.Env...)
-	return append([]string{"ip", "netns", "exec", p.NetNS}, args...), env, nil
+	argv = append([]string{"ip", "netns", "exec", p.NetNS}, args...)
+	if cpus := p.c.cfg.CPUs[p.Node.OS]; cpus != "" {
+		argv = append([]string{"taskset", "-c", cpus}, argv...) // inherited by all it forks (wineserver too)
+	}
+	return argv, env, nil
 }
 
 // wine mounts the pod's Wine prefix: an overlay on the template prefix, so
