@@ -2,6 +2,7 @@ package responder
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -27,6 +28,8 @@ const (
 	// maxExchanges bounds the connections answered at once; one over it is
 	// closed unanswered, so a flood costs an accept and a close each.
 	maxExchanges = 256
+	// refusedLogEvery spaces the log lines about refused connections.
+	refusedLogEvery = time.Minute
 )
 
 // health answers the health endpoint.
@@ -36,10 +39,15 @@ type health struct {
 	slots   chan struct{}
 	wg      sync.WaitGroup
 	bufs    sync.Pool
+	log     *slog.Logger
+	// refused counts the connections closed unanswered since loggedAt;
+	// only the accept loop touches them.
+	refused  int
+	loggedAt time.Time
 }
 
-func newHealth(body []byte) *health {
-	return &health{body: body, timeout: exchangeTimeout, slots: make(chan struct{}, maxExchanges),
+func newHealth(body []byte, log *slog.Logger) *health {
+	return &health{body: body, log: log, timeout: exchangeTimeout, slots: make(chan struct{}, maxExchanges),
 		bufs: sync.Pool{New: func() any { return new([maxHeadBytes]byte) }}}
 }
 
@@ -57,6 +65,7 @@ func (h *health) serve(l net.Listener) {
 		case h.slots <- struct{}{}:
 		default:
 			c.Close()
+			h.noteRefused()
 			continue
 		}
 		h.wg.Add(1)
@@ -65,6 +74,16 @@ func (h *health) serve(l net.Listener) {
 			h.answer(c)
 			<-h.slots
 		}()
+	}
+}
+
+// noteRefused counts a connection closed unanswered and logs the count at
+// most once per refusedLogEvery.
+func (h *health) noteRefused() {
+	h.refused++
+	if now := time.Now(); now.Sub(h.loggedAt) >= refusedLogEvery {
+		h.log.Warn("health endpoint at its limit: closing new connections unanswered", "limit", maxExchanges, "refused", h.refused)
+		h.refused, h.loggedAt = 0, now
 	}
 }
 

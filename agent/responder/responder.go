@@ -48,7 +48,6 @@ func DefaultConfig() Config {
 
 // Responder is a running set of listeners.
 type Responder struct {
-	log       *slog.Logger
 	health    *health
 	httpL     net.Listener
 	acceptors map[string]net.Listener // name -> listener, for tcp, allow, deny
@@ -57,7 +56,7 @@ type Responder struct {
 
 // Listen opens every port; it fails without leaving any open if one cannot be bound.
 func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
-	r := &Responder{log: log, acceptors: map[string]net.Listener{}}
+	r := &Responder{acceptors: map[string]net.Listener{}}
 	// Every connection lives for one exchange: keep-alive options on each
 	// accepted socket would cost system calls for nothing.
 	lc := net.ListenConfig{KeepAlive: -1}
@@ -80,7 +79,7 @@ func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
 		}
 		r.acceptors[p.name] = l
 	}
-	r.health = newHealth([]byte(fmt.Sprintf("ok %s %s\n", cfg.OS, cfg.Node)))
+	r.health = newHealth([]byte(fmt.Sprintf("ok %s %s\n", cfg.OS, cfg.Node)), log)
 	return r, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func (f *flakyListener) Accept() (net.Conn, error) {
 func TestAcceptErrorsDoNotStopTheHealthEndpoint(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	h := newHealth([]byte("ok\n"))
+	h := newHealth([]byte("ok\n"), slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { h.serve(&flakyListener{Listener: l, failures: 3}); close(done) }()
 	resp, err := http.Get("http://" + l.Addr().String() + HealthPath)
@@ -205,7 +206,8 @@ func TestAnswerSurvivesABodyItDoesNotRead(t *testing.T) {
 func TestHealthAnswersNoMoreThanItsLimitAtOnce(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	h := newHealth([]byte("ok\n"))
+	logged := &lockedBuffer{}
+	h := newHealth([]byte("ok\n"), slog.New(slog.NewTextHandler(logged, nil)))
 	h.timeout = 3 * time.Second
 	done := make(chan struct{})
 	go func() { h.serve(l); close(done) }()
@@ -238,12 +240,32 @@ func TestHealthAnswersNoMoreThanItsLimitAtOnce(t *testing.T) {
 		assert.False(t, isTimeout(err), "closed at once, not left waiting: %v", err)
 	}
 	assert.Empty(t, out)
+	require.Eventually(t, func() bool { return strings.Contains(logged.String(), "at its limit") }, time.Second, time.Millisecond,
+		"the refusal is logged")
 
 	// A freed slot serves again.
 	idle[0].Close()
 	idle = idle[1:]
 	require.Eventually(t, func() bool { return len(h.slots) < maxExchanges }, 5*time.Second, 5*time.Millisecond)
 	assert.True(t, strings.HasPrefix(exchange(t, l.Addr().String(), "GET /healthz HTTP/1.1\r\n\r\n"), "HTTP/1.1 200 OK\r\n"))
+}
+
+// lockedBuffer is a log sink the test reads while the server writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func isTimeout(err error) bool {

@@ -210,7 +210,6 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 	// measure holds d for wait, then reads the aggregator and the holds.
 	// Without fresh, the holds since the last take count too.
 	type reading struct {
-		d         time.Duration
 		delta, ci map[string]float64
 		hold      map[holdClass]time.Duration
 		steal     float64 // share of the window's CPU time the hypervisor took
@@ -230,7 +229,7 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 			t.Fatalf("ground truth: %v", ctx.Err())
 		case <-time.After(time.Until(end)):
 		}
-		r := reading{d: d, steal: readCPUTimes(t).stealSince(cpu0)}
+		r := reading{steal: readCPUTimes(t).stealSince(cpu0)}
 		holds := g.takeHolds()
 		r.hold = medianHolds(holds)
 		var pairs string
