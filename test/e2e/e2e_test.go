@@ -469,9 +469,8 @@ func TestMixedCluster(t *testing.T) {
 				if m, err := readMatrix(); err == nil {
 					matrix = m
 				}
-			}, alert.stage)
+			}, alert.stage, func() { alert.resolve(e2eSettle + 30*time.Second) })
 		delay.stop(t)
-		alert.resolve(e2eSettle + 30*time.Second)
 		for _, g := range gt {
 			if e := g.Observed - g.Hold; g.Asserted && (e > groundTruthTolerance || e < -groundTruthTolerance) {
 				t.Errorf("ground truth D=%s %s %s: the delta p50 moved %s, the delayer held %s (error %s, tolerance %s)",

@@ -164,8 +164,11 @@ type gtStage struct {
 // change of the aggregator's linux->windows delta p50 (from D=0) with the
 // change of the median hold the delayers applied. settle is how long after a
 // change of D the aggregator's window holds only results of the new D. watch,
-// if not nil, runs after each change of D (and at each baseline) and returns
-// by end.
+// if not nil, runs after each change of D (and at each opening baseline) and
+// returns by end. After the stages D goes back to 0 for a closing baseline;
+// closing, if not nil, runs then. Each stage is compared with the mean of the
+// baseline before it and the closing one (when that one is precise), which
+// halves what one baseline's luck adds to every stage's error.
 //
 // An asserted stage whose deltas (at D or at the baseline) have a confidence
 // interval wider than groundTruthMaxCI cannot resolve the tolerance: the
@@ -173,7 +176,7 @@ type gtStage struct {
 // steal), so the baseline and the stage are measured again, up to
 // groundTruthRetries times in all.
 func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtStage, settle time.Duration, sinceStart time.Duration,
-	aggMetrics func() ([]sample, error), atBaseline func(), watch func(d time.Duration, end time.Time)) []groundTruth {
+	aggMetrics func() ([]sample, error), atBaseline func(), watch func(d time.Duration, end time.Time), closing func()) []groundTruth {
 	t.Helper()
 	// read returns the delta p50 of each phase and the width of its
 	// confidence interval (the aggregator's own precision at that moment),
@@ -209,12 +212,7 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 	}
 	// measure holds d for wait, then reads the aggregator and the holds.
 	// Without fresh, the holds since the last take count too.
-	type reading struct {
-		delta, ci map[string]float64
-		hold      map[holdClass]time.Duration
-		steal     float64 // share of the window's CPU time the hypervisor took
-	}
-	measure := func(d, wait time.Duration, fresh bool) reading {
+	measure := func(d, wait time.Duration, fresh bool, watch func(d time.Duration, end time.Time)) reading {
 		g.setHold(d)
 		if fresh {
 			g.takeHolds()
@@ -248,28 +246,68 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 	}
 
 	// Baseline: the delayers have held with 0 since the agents started.
-	base := measure(0, max(settle-sinceStart, 0), false)
+	base := measure(0, max(settle-sinceStart, 0), false, watch)
 	atBaseline()
 	retries := groundTruthRetries
-	var gt []groundTruth
+	type stage struct {
+		gtStage
+		base, now reading
+	}
+	var measured []stage
 	for _, st := range stages {
-		now := measure(st.D, settle, true)
+		now := measure(st.D, settle, true, watch)
 		for st.Asserted && (!precise(base) || !precise(now)) && retries > 0 {
 			retries--
 			t.Logf("ground truth D=%s: a delta CI (at D=0 or D) is wider than %s, too wide to resolve %s (steal %.1f%% / %.1f%%): measuring D=0 and D=%s again",
 				st.D, groundTruthMaxCI, groundTruthTolerance, 100*base.steal, 100*now.steal, st.D)
-			base = measure(0, settle, true)
-			now = measure(st.D, settle, true)
+			base = measure(0, settle, true, watch)
+			now = measure(st.D, settle, true, watch)
+		}
+		measured = append(measured, stage{st, base, now})
+	}
+	end := measure(0, settle, true, func(time.Duration, time.Time) {
+		if closing != nil {
+			closing()
+		}
+	})
+	if !precise(end) {
+		t.Logf("ground truth: the closing baseline's CI is wider than %s; each stage is compared with its opening baseline alone", groundTruthMaxCI)
+	}
+	var gt []groundTruth
+	for _, m := range measured {
+		base := m.base
+		if precise(end) {
+			base = meanReading(m.base, end)
 		}
 		for _, gp := range groundTruthPhases {
 			k := gp.check + "/" + gp.phase
-			gt = append(gt, groundTruth{D: st.D, Check: gp.check, Phase: gp.phase, Hold: now.hold[gp.class] - base.hold[gp.class],
-				Asserted: st.Asserted, Observed: time.Duration((now.delta[k] - base.delta[k]) * 1e9),
-				CIWidth: ciWidth(max(now.ci[k], base.ci[k])), Steal: max(now.steal, base.steal)})
+			gt = append(gt, groundTruth{D: m.D, Check: gp.check, Phase: gp.phase, Hold: m.now.hold[gp.class] - base.hold[gp.class],
+				Asserted: m.Asserted, Observed: time.Duration((m.now.delta[k] - base.delta[k]) * 1e9),
+				CIWidth: ciWidth(max(m.now.ci[k], base.ci[k])), Steal: max(m.now.steal, base.steal)})
 		}
 	}
-	g.setHold(0)
 	return gt
+}
+
+// reading is what one ground-truth window measured.
+type reading struct {
+	delta, ci map[string]float64 // per check/phase: the delta p50 and its CI's width (s)
+	hold      map[holdClass]time.Duration
+	steal     float64 // share of the window's CPU time the hypervisor took
+}
+
+// meanReading is the mean of two baselines: their deltas and holds averaged,
+// the wider CI and the larger steal of the two.
+func meanReading(a, b reading) reading {
+	m := reading{delta: map[string]float64{}, ci: map[string]float64{}, hold: map[holdClass]time.Duration{}, steal: max(a.steal, b.steal)}
+	for k := range a.delta {
+		m.delta[k] = (a.delta[k] + b.delta[k]) / 2
+		m.ci[k] = max(a.ci[k], b.ci[k])
+	}
+	for c := range a.hold {
+		m.hold[c] = (a.hold[c] + b.hold[c]) / 2
+	}
+	return m
 }
 
 // cpuTimes is the host CPU time counters of /proc/stat's first line.
@@ -335,5 +373,19 @@ func TestStealIsTheStolenShareOfCPUTime(t *testing.T) {
 	now := readCPUTimes(t)
 	if now.total == 0 || now.steal > now.total {
 		t.Errorf("/proc/stat read as %+v", now)
+	}
+}
+
+func TestMeanReadingAveragesTwoBaselines(t *testing.T) {
+	a := reading{delta: map[string]float64{"tcp/connect": 0.0002}, ci: map[string]float64{"tcp/connect": 0.0003},
+		hold: map[holdClass]time.Duration{holdSYN: 4 * time.Microsecond}, steal: 0.01}
+	b := reading{delta: map[string]float64{"tcp/connect": 0.0004}, ci: map[string]float64{"tcp/connect": 0.0002},
+		hold: map[holdClass]time.Duration{holdSYN: 6 * time.Microsecond}, steal: 0.05}
+	m := meanReading(a, b)
+	if d := m.delta["tcp/connect"]; math.Abs(d-0.0003) > 1e-12 {
+		t.Errorf("delta %v, want 0.0003", d)
+	}
+	if m.ci["tcp/connect"] != 0.0003 || m.hold[holdSYN] != 5*time.Microsecond || m.steal != 0.05 {
+		t.Errorf("got %+v: want the wider CI, the mean hold, the larger steal", m)
 	}
 }
