@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -11,7 +12,7 @@ import (
 )
 
 // The health endpoint speaks just enough HTTP/1.1 itself instead of going
-// through net/http: one read of the request head, one write of a fixed
+// through net/http's server: one read of the request head, one write of a fixed
 // answer, close. net/http spends socket operations a probe never needs
 // (keep-alive options on accept, a background read posted before the handler
 // runs and canceled after it) and under Wine each one is a round trip through
@@ -96,7 +97,7 @@ func (h *health) answer(c net.Conn) {
 	n, end := 0, -1
 	for end < 0 {
 		if n == len(buf) {
-			_, _ = c.Write(h.reply(http431, false))
+			_, _ = c.Write(h.reply(http.StatusRequestHeaderFieldsTooLarge, false))
 			drain(c, buf[:])
 			return
 		}
@@ -130,42 +131,23 @@ func drain(c net.Conn, buf []byte) {
 	}
 }
 
-// status is an answer the health endpoint gives.
-type status int
-
-const (
-	http200 status = iota
-	http400        // malformed request
-	http404        // not the health path
-	http405        // not GET or HEAD
-	http431        // head over maxHeadBytes
-	http505        // not HTTP/1.x
-)
-
-var statusLines = [...]string{
-	http200: "200 OK",
-	http400: "400 Bad Request",
-	http404: "404 Not Found",
-	http405: "405 Method Not Allowed",
-	http431: "431 Request Header Fields Too Large",
-	http505: "505 HTTP Version Not Supported",
-}
-
-// reply renders the answer; head omits the body (HEAD requests).
-func (h *health) reply(st status, head bool) []byte {
+// reply renders the answer with status code; head omits the body (HEAD requests).
+func (h *health) reply(code int, head bool) []byte {
 	body := h.body
-	if st != http200 {
-		body = []byte(statusLines[st][4:] + "\n")
+	if code != http.StatusOK {
+		body = []byte(http.StatusText(code) + "\n")
 	}
 	b := make([]byte, 0, 256+len(body))
 	b = append(b, "HTTP/1.1 "...)
-	b = append(b, statusLines[st]...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
 	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n"...)
-	if st == http405 {
+	if code == http.StatusMethodNotAllowed {
 		b = append(b, "Allow: GET, HEAD\r\n"...)
 	}
 	b = append(b, "Date: "...)
-	b = time.Now().UTC().AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 GMT")
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
@@ -187,58 +169,49 @@ func headEnd(b []byte) int {
 	return -1
 }
 
-// route decides the answer to a request head and whether it is a HEAD.
-func route(head []byte) (status, bool) {
+// route decides the answer's status code to a request head and whether the
+// request is a HEAD.
+func route(head []byte) (int, bool) {
 	line, _, _ := bytes.Cut(head, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	method, rest, ok1 := bytes.Cut(line, []byte(" "))
 	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
 	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || bytes.ContainsAny(method, "\t ") {
-		return http400, false
+		return http.StatusBadRequest, false
 	}
-	major, minor, ok := bytes.Cut(proto, []byte("."))
-	if !ok || !bytes.HasPrefix(major, []byte("HTTP/")) || len(major) == len("HTTP/") || len(minor) == 0 ||
-		!digits(major[len("HTTP/"):]) || !digits(minor) {
-		return http400, false
-	}
-	if string(major) != "HTTP/1" {
-		return http505, false
+	major, _, ok := http.ParseHTTPVersion(string(proto))
+	switch {
+	case !ok:
+		return http.StatusBadRequest, false
+	case major != 1:
+		return http.StatusHTTPVersionNotSupported, false
 	}
 	u, err := url.ParseRequestURI(string(target))
 	if err != nil {
-		return http400, false
+		return http.StatusBadRequest, false
 	}
-	isHead := string(method) == "HEAD"
+	isHead := string(method) == http.MethodHead
 	switch {
 	case u.Path != HealthPath:
-		return http404, isHead
-	case string(method) != "GET" && !isHead:
-		return http405, false
+		return http.StatusNotFound, isHead
+	case string(method) != http.MethodGet && !isHead:
+		return http.StatusMethodNotAllowed, false
 	}
-	return http200, isHead
-}
-
-func digits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return len(b) > 0
+	return http.StatusOK, isHead
 }
 
 // hasBody reports whether the head announces a request body.
 func hasBody(head []byte) bool {
-	for _, line := range bytes.Split(head, []byte("\n")) {
+	for rest := head; len(rest) > 0; {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Transfer-Encoding")):
-			return true
-		case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) && string(value) != "0":
+		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
+		if bytes.EqualFold(name, []byte("Transfer-Encoding")) ||
+			bytes.EqualFold(name, []byte("Content-Length")) && string(value) != "0" {
 			return true
 		}
 	}
