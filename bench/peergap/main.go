@@ -165,11 +165,10 @@ func setup(exe string) (pair nfqueue.Pair, stop func(), err error) {
 	steps := [][]string{
 		{"cp", "-a", template, prefix},
 	}
-	match := []string{"ip", "netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT", "-p", "tcp",
-		"-s", nfqueue.PairClientIP, "-m", "multiport", "--dports", "9440:9443"}
-	steps = append(steps,
-		slices.Concat(match, []string{"--syn", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"}),
-		slices.Concat(match, []string{"!", "--syn", "-j", "NFQUEUE", "--queue-num", "8", "--queue-bypass"}))
+	syn, rest := nfqueue.HoldRules(nfqueue.PairClientIP, "9440:9443", 7, 8)
+	for _, spec := range [][]string{syn, rest} {
+		steps = append(steps, slices.Concat([]string{"ip", "netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT"}, spec))
+	}
 	for _, s := range steps {
 		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
 			return pair, stop, fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)

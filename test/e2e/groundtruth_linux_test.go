@@ -64,26 +64,19 @@ func startDelayers(t *testing.T, ctx context.Context, winPods []*cluster.Pod, li
 	g := &delayers{ds: map[holdClass][]*nfqueue.Delayer{}}
 	t.Cleanup(func() { g.stop(t) })
 	for _, p := range winPods {
-		for class, q := range map[holdClass]int{holdSYN: queueSYN, holdData: queueData} {
-			d, err := nfqueue.Start(p.NetNS, uint16(q), 0)
+		for class, q := range map[holdClass]uint16{holdSYN: queueSYN, holdData: queueData} {
+			d, err := nfqueue.Start(p.NetNS, q, 0)
 			if err != nil {
 				t.Fatalf("delayer in %s: %v", p, err)
 			}
 			g.ds[class] = append(g.ds[class], d)
 		}
-		// Every probe port, not only those of the measured checks: an
-		// agent starts its runs toward a peer together, and holding only
-		// some of them spreads out the burst the Wine responder serves at
-		// once, which made http first_byte move less than the hold.
-		match := []string{"ip", "netns", "exec", p.NetNS, "iptables", "-w", "-t", "mangle", "%s", "INPUT", "-p", "tcp",
-			"-s", strings.Join(linuxIPs, ","), "-m", "multiport", "--dports", fmt.Sprintf("%d:%d", portHTTP, portDeny)}
-		queue := func(q int) []string {
-			return []string{"-j", "NFQUEUE", "--queue-num", strconv.Itoa(q), "--queue-bypass"}
-		}
-		for _, r := range [][]string{
-			slices.Concat(match, []string{"--syn"}, queue(queueSYN)),
-			slices.Concat(match, []string{"!", "--syn"}, queue(queueData)),
-		} {
+		// Every probe port, not only those of the measured checks, so every
+		// run toward the pod pays the same delay (holding only some had made
+		// http first_byte move less than the hold).
+		syn, rest := nfqueue.HoldRules(strings.Join(linuxIPs, ","), fmt.Sprintf("%d:%d", portHTTP, portDeny), queueSYN, queueData)
+		for _, spec := range [][]string{syn, rest} {
+			r := slices.Concat([]string{"ip", "netns", "exec", p.NetNS, "iptables", "-w", "-t", "mangle", "%s", "INPUT"}, spec)
 			if out, err := iptablesOp(ctx, r, "-A"); err != nil {
 				t.Fatalf("iptables in %s: %v: %s", p, err, out)
 			}

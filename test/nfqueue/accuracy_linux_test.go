@@ -50,8 +50,8 @@ func BenchmarkHoldAccuracy(b *testing.B) {
 	go r.Serve(ctx)
 	target := probe.Target{Addr: r.Addr("tcp").String()}
 	port := strconv.Itoa(r.Addr("tcp").(*net.TCPAddr).Port)
-	rule := []string{"netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT", "-p", "tcp", "--dport", port,
-		"--syn", "-j", "NFQUEUE", "--queue-num", "7"}
+	syn, _ := HoldRules(PairClientIP, port, 7, 8) // only SYNs are held here
+	rule := append([]string{"netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT"}, syn...)
 	if out, err := exec.Command("ip", rule...).CombinedOutput(); err != nil {
 		b.Fatalf("iptables: %v: %s", err, out)
 	}

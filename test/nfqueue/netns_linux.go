@@ -5,6 +5,8 @@ package nfqueue
 import (
 	"fmt"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -52,4 +54,18 @@ func (p Pair) Delete() {
 		}
 		_ = exec.Command("ip", "netns", "del", ns).Run()
 	}
+}
+
+// HoldRules are the iptables rule specs (for the mangle table's INPUT chain)
+// that queue the TCP packets from src (addresses, comma-separated) to dports
+// (a port or a first:last range): syn sends the SYNs, what a connect waits
+// for, to synQueue; rest sends the rest of each exchange to restQueue. Held
+// apart, each phase can be compared with the holds of its own packets. With
+// no delayer on a queue its packets pass.
+func HoldRules(src, dports string, synQueue, restQueue uint16) (syn, rest []string) {
+	match := []string{"-p", "tcp", "-s", src, "-m", "multiport", "--dports", dports}
+	queue := func(q uint16) []string {
+		return []string{"-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(q)), "--queue-bypass"}
+	}
+	return slices.Concat(match, []string{"--syn"}, queue(synQueue)), slices.Concat(match, []string{"!", "--syn"}, queue(restQueue))
 }
