@@ -9,9 +9,9 @@
 # file-backed part (the executable's pages), and of the latter what the agent
 # read during the measurement (its steady-state working set, from
 # /proc/PID/clear_refs; it depends on how the page cache holds the file:
-# straight after `go build`, which writes it through a shared mapping, a
-# fault maps a whole large folio and the agent read 20 MiB here; a copy of
-# the same file, 11 MiB); agent CPU (% of one core); and the floor: the CPU of
+# straight after `go build`, which writes it through a shared mapping, the
+# agent read 20 MiB here, likely as whole large folios; a copy of the same
+# file, 11 MiB); agent CPU (% of one core); and the floor: the CPU of
 # as many bare TCP connects per second, in the same bursts, with no probe
 # around them (bench/connectfloor; on loopback both ends of every handshake
 # are charged to the connecting process, for the agent and the floor alike);
@@ -42,7 +42,7 @@ sleep 0.5
 
 kib() { awk -v k="$1" '$1 == k":" {printf "%.1f", $2/1024}' "/proc/$2/status"; }
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system ticks
 printf '%-6s %9s %8s %8s %8s %9s %10s %10s %10s\n' peers probes/s rss-MiB anon-MiB file-MiB file-used cpu-%core floor-%core resp-%core
 for n in ${counts[@]}; do
   peers=$(mktemp)
@@ -53,12 +53,10 @@ for n in ${counts[@]}; do
   pid=$!
   sleep 5 # warm up: staggered starts spread over the first interval
   echo 1 >"/proc/$pid/clear_refs"
-  read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)
-  r0=$(cpu "$server")
+  a0=$(cpu "$pid"); r0=$(cpu "$server")
   p0=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
   sleep "$secs"
-  read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
-  r1=$(cpu "$server")
+  a1=$(cpu "$pid"); r1=$(cpu "$server")
   p1=$(ip netns exec "$ns" curl -s 127.0.0.1:20445/metrics | awk '/^xosprobe_probe_total/ {s+=$2} END {print s+0}')
   rss=$(kib VmRSS "$pid"); anon=$(kib RssAnon "$pid"); file=$(kib RssFile "$pid")
   # Referenced file-backed pages of the agent's own executable since clear_refs.
@@ -67,5 +65,5 @@ for n in ${counts[@]}; do
   rm -f "$peers"
   fl=$(ip netns exec "$ns" "$floor" -peers "$n" -seconds "$secs" | sed -n 's/.*: \([0-9.]*\)% of a core.*/\1/p')
   printf '%-6s %9.0f %8s %8s %8s %9s %10.2f %10s %10.2f\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" "$file" "$used" \
-    "$(echo "100*(($u1+$s1)-($u0+$s0))/$ticks/$secs" | bc -l)" "$fl" "$(echo "100*($r1-$r0)/$ticks/$secs" | bc -l)"
+    "$(echo "100*($a1-$a0)/$ticks/$secs" | bc -l)" "$fl" "$(echo "100*($r1-$r0)/$ticks/$secs" | bc -l)"
 done

@@ -357,7 +357,7 @@ func (s *Scheduler) stop() {
 }
 
 // Update makes jobs the running set: new keys start after their stagger,
-// missing keys are canceled (their in-flight run too), keys whose target
+// missing keys are canceled (their in-flight run too), keys whose job
 // changed restart.
 func (s *Scheduler) Update(jobs []Job) {
 	s.mu.Lock()
