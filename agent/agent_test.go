@@ -67,7 +67,8 @@ func (b *batches) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Unlock()
 }
 
-func (b *batches) results(srcOS, check string) []wire.Result {
+// results returns the reported runs of check from srcOS agents started after since.
+func (b *batches) results(srcOS, check string, since time.Time) []wire.Result {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []wire.Result
@@ -76,7 +77,7 @@ func (b *batches) results(srcOS, check string) []wire.Result {
 			continue
 		}
 		for _, r := range batch.Results {
-			if r.Check == check {
+			if r.Check == check && r.Start.After(since) {
 				out = append(out, r)
 			}
 		}
@@ -129,18 +130,35 @@ func TestTwoAgentsProbeEachOtherAndReport(t *testing.T) {
 	}
 	defer func() { cancel(); wg.Wait() }()
 
+	// The agents start together, so one's first runs may come before the
+	// other listens (under Wine, 2 runs in 300): judge the runs started after
+	// both listen.
+	require.Eventually(t, func() bool {
+		for _, p := range []PeerInfo{linuxPeer, winPeer} {
+			for _, port := range []int{p.Ports.HTTP, p.Ports.TCP, p.Ports.Allow, p.Ports.Deny} {
+				c, err := net.Dial("tcp", net.JoinHostPort(p.IP, strconv.Itoa(port)))
+				if err != nil {
+					return false
+				}
+				c.Close()
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "the agents never listened")
+	listening := time.Now()
+
 	for _, src := range []string{"linux", "windows"} {
 		for _, check := range []string{"tcp", "http", "netpol-allow", "netpol-deny", "dns", "service"} {
-			require.Eventually(t, func() bool { return len(agg.results(src, check)) > 0 }, 10*time.Second, 20*time.Millisecond,
+			require.Eventually(t, func() bool { return len(agg.results(src, check, listening)) > 0 }, 10*time.Second, 20*time.Millisecond,
 				"%s agent never reported %s", src, check)
 		}
 	}
-	for _, r := range agg.results("windows", "tcp") {
+	for _, r := range agg.results("windows", "tcp", listening) {
 		assert.Equal(t, "linux", r.DstOS)
 		assert.Equal(t, "lin-1", r.DstNode)
 		assert.Equal(t, "success", r.Outcome)
 	}
-	for _, r := range agg.results("linux", "netpol-deny") {
+	for _, r := range agg.results("linux", "netpol-deny", listening) {
 		assert.Equal(t, "policy_not_enforced", r.Outcome)
 		assert.Equal(t, "deny", r.Expected)
 		assert.Equal(t, "allow", r.Observed)
