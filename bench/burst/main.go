@@ -23,6 +23,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,9 +120,8 @@ func run(bin string, peers int, hold, window time.Duration, rounds int, settings
 	}
 	ports := fmt.Sprintf("%d:%d", basePort, basePort+3)
 	syn, _ := nfqueue.HoldRules(nfqueue.PairClientIP, ports, 7, 8) // only SYNs are held
-	args := slices.Concat([]string{"netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT"}, syn)
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables: %w: %s", err, out)
+	if err := nfqueue.InputRule(context.Background(), pair.Server, "-A", syn); err != nil {
+		return err
 	}
 	delayer, err := nfqueue.Start(pair.Server, 7, 0)
 	if err != nil {

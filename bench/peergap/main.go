@@ -25,8 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/xosprobe/xosprobe/probe"
@@ -162,16 +160,13 @@ func setup(exe string) (pair nfqueue.Pair, stop func(), err error) {
 	if template == "" {
 		template = filepath.Join(home, ".wine")
 	}
-	steps := [][]string{
-		{"cp", "-a", template, prefix},
+	if out, err := exec.Command("cp", "-a", template, prefix).CombinedOutput(); err != nil {
+		return pair, stop, fmt.Errorf("copying the Wine prefix: %w: %s", err, out)
 	}
 	syn, rest := nfqueue.HoldRules(nfqueue.PairClientIP, "9440:9443", 7, 8)
 	for _, spec := range [][]string{syn, rest} {
-		steps = append(steps, slices.Concat([]string{"ip", "netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT"}, spec))
-	}
-	for _, s := range steps {
-		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
-			return pair, stop, fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
+		if err := nfqueue.InputRule(context.Background(), pair.Server, "-A", spec); err != nil {
+			return pair, stop, err
 		}
 	}
 	srv := exec.Command("ip", "netns", "exec", pair.Server, "wine", exe, "serve", "--http-addr", serverIP+":9440",

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,7 +55,13 @@ var groundTruthPhases = []struct {
 // the same user-space round trip as the delayed phases.
 type delayers struct {
 	ds    map[holdClass][]*nfqueue.Delayer
-	rules [][]string // iptables argv of each rule, to delete
+	rules []holdRule // to delete
+}
+
+// holdRule is an iptables rule spec added in a pod's network namespace.
+type holdRule struct {
+	ns   string
+	spec []string
 }
 
 func startDelayers(t *testing.T, ctx context.Context, winPods []*cluster.Pod, linuxIPs []string) *delayers {
@@ -76,26 +81,13 @@ func startDelayers(t *testing.T, ctx context.Context, winPods []*cluster.Pod, li
 		// http first_byte move less than the hold).
 		syn, rest := nfqueue.HoldRules(strings.Join(linuxIPs, ","), fmt.Sprintf("%d:%d", portHTTP, portDeny), queueSYN, queueData)
 		for _, spec := range [][]string{syn, rest} {
-			r := slices.Concat([]string{"ip", "netns", "exec", p.NetNS, "iptables", "-w", "-t", "mangle", "%s", "INPUT"}, spec)
-			if out, err := iptablesOp(ctx, r, "-A"); err != nil {
-				t.Fatalf("iptables in %s: %v: %s", p, err, out)
+			if err := nfqueue.InputRule(ctx, p.NetNS, "-A", spec); err != nil {
+				t.Fatalf("delayer rule in %s: %v", p, err)
 			}
-			g.rules = append(g.rules, r)
+			g.rules = append(g.rules, holdRule{p.NetNS, spec})
 		}
 	}
 	return g
-}
-
-// iptablesOp runs an iptables rule argv with its %s (the operation) filled in.
-func iptablesOp(ctx context.Context, rule []string, op string) (string, error) {
-	argv := make([]string, len(rule))
-	for i, a := range rule {
-		if a == "%s" {
-			a = op
-		}
-		argv[i] = a
-	}
-	return runCmd(ctx, argv...)
 }
 
 func (g *delayers) setHold(h time.Duration) {
@@ -129,9 +121,9 @@ func medianHolds(h map[holdClass][]time.Duration) map[holdClass]time.Duration {
 // stop removes the rules first (packets then bypass), then the delayers.
 func (g *delayers) stop(t *testing.T) {
 	for _, r := range g.rules {
-		if out, err := iptablesOp(context.Background(), r, "-D"); err != nil {
+		if err := nfqueue.InputRule(context.Background(), r.ns, "-D", r.spec); err != nil {
 			// The pod's namespace may be gone already; that removed the rule.
-			t.Logf("removing delayer rule: %v: %s", err, out)
+			t.Logf("removing delayer rule: %v", err)
 		}
 	}
 	g.rules = nil

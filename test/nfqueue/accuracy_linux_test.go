@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -51,9 +50,8 @@ func BenchmarkHoldAccuracy(b *testing.B) {
 	target := probe.Target{Addr: r.Addr("tcp").String()}
 	port := strconv.Itoa(r.Addr("tcp").(*net.TCPAddr).Port)
 	syn, _ := HoldRules(PairClientIP, port, 7, 8) // only SYNs are held here
-	rule := append([]string{"netns", "exec", pair.Server, "iptables", "-w", "-t", "mangle", "-A", "INPUT"}, syn...)
-	if out, err := exec.Command("ip", rule...).CombinedOutput(); err != nil {
-		b.Fatalf("iptables: %v: %s", err, out)
+	if err := InputRule(context.Background(), pair.Server, "-A", syn); err != nil {
+		b.Fatal(err)
 	}
 	d, err := Start(pair.Server, 7, 0)
 	if err != nil {

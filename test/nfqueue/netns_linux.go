@@ -3,6 +3,8 @@
 package nfqueue
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -68,4 +70,14 @@ func HoldRules(src, dports string, synQueue, restQueue uint16) (syn, rest []stri
 		return []string{"-j", "NFQUEUE", "--queue-num", strconv.Itoa(int(q)), "--queue-bypass"}
 	}
 	return slices.Concat(match, []string{"--syn"}, queue(synQueue)), slices.Concat(match, []string{"!", "--syn"}, queue(restQueue))
+}
+
+// InputRule adds (op "-A") or deletes (op "-D") the rule spec, e.g. one of
+// HoldRules, on the mangle table's INPUT chain of network namespace ns.
+func InputRule(ctx context.Context, ns, op string, spec []string) error {
+	args := slices.Concat([]string{"netns", "exec", ns, "iptables", "-w", "-t", "mangle", op, "INPUT"}, spec)
+	if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables %s in %s: %w: %s", op, ns, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
