@@ -361,6 +361,14 @@ func (f *flakyWatch) react(action k8stesting.Action) (bool, watch.Interface, err
 	return true, pw, nil
 }
 
+// watching reports whether the informer has opened its watch; the list
+// that comes first can make peers visible before it has.
+func (f *flakyWatch) watching() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.muted != nil
+}
+
 func (f *flakyWatch) mute() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -389,6 +397,7 @@ func TestMissedDeleteArrivesAsTombstone(t *testing.T) {
 		peer("n2", "linux", "", "agent-2", "10.0.2.1"),
 	)
 
+	require.Eventually(t, fw.watching, wait, poll)
 	fw.mute()
 	h.deletePod("agent-1")
 	// The delete was lost: the cache still has the pod.
