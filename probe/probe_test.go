@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,6 +195,41 @@ func TestHTTP(t *testing.T) {
 		cases = append(cases, checkCase{name: "malformed " + a, target: addr(a), want: OutcomeBadTarget})
 	}
 	runCases(t, CheckHTTP, cases)
+}
+
+// Runs share response readers: one left with buffered bytes (headers past the
+// limit, a body past MaxBody) must hand nothing to the next run.
+func TestHTTPRunsShareNoResponseBytes(t *testing.T) {
+	filler := "X-Filler: " + strings.Repeat("y", 1000) + "\r\n"
+	targets := []struct {
+		addr string
+		want Outcome
+	}{
+		{tcpServer(t, func(c net.Conn) {
+			_, _ = c.Read(make([]byte, 4096))
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\n" + strings.Repeat(filler, 80)))
+		}), OutcomeHTTPProtocol},
+		{httpServer(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }), OutcomeHTTPStatus},
+		{httpServer(t, func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(strings.Repeat("HTTP/1.1 200 OK\r\n\r\n", 400)))
+		}), OutcomeHTTPBodyTooBig},
+		{httpServer(t, okHandler), OutcomeSuccess},
+	}
+	p := New()
+	p.MaxBody = 1024
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 40 {
+				tg := targets[(w+i)%len(targets)]
+				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+				r := p.HTTP(ctx, Target{Addr: tg.addr})
+				cancel()
+				assert.Equal(t, tg.want, r.Outcome, "run %d of worker %d toward %s: %s", i, w, tg.addr, r.Detail)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestServiceUsesServiceAddr(t *testing.T) {
