@@ -149,7 +149,7 @@ type gtStage struct {
 // change of the aggregator's linux->windows delta p50 (from D=0) with the
 // change of the median hold the delayers applied. settle is how long after a
 // change of D the aggregator's window holds only results of the new D. watch,
-// if not nil, runs after each change of D (and at each opening baseline) and
+// if not nil, runs after each change of D (to a stage or a baseline) and
 // returns by end; closing, if not nil, runs instead at the baseline after the
 // last stage. Every stage is followed by a baseline (D=0) and compared with
 // the mean of the baselines either side of it (those that are precise): the
