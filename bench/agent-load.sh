@@ -21,7 +21,8 @@
 # answers about as many probes as it sends, so a node's agent costs about
 # the agent column plus the responder column.
 # AGENT_FLAGS adds agent flags, e.g. AGENT_FLAGS="--coalesce 0";
-# XOSPROBE_BIN picks another build of the agent to compare.
+# XOSPROBE_BIN picks another build of the agent to compare; FLOOR=0 skips
+# the floor (bench/agent-ab.sh compares two builds that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}; shift || true
@@ -63,7 +64,10 @@ for n in ${counts[@]}; do
   used=$(awk -v exe="$(readlink -f "$bin")" '/^[0-9a-f]+-/ {m = ($6 == exe)} m && /^Referenced:/ {s+=$2} END {printf "%.1f", s/1024}' "/proc/$pid/smaps")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -f "$peers"
-  fl=$(ip netns exec "$ns" "$floor" -peers "$n" -seconds "$secs" | sed -n 's/.*: \([0-9.]*\)% of a core.*/\1/p')
+  fl=-
+  if [ "${FLOOR:-1}" != 0 ]; then
+    fl=$(ip netns exec "$ns" "$floor" -peers "$n" -seconds "$secs" | sed -n 's/.*: \([0-9.]*\)% of a core.*/\1/p')
+  fi
   printf '%-6s %9.0f %8s %8s %8s %9s %10.2f %10s %10.2f\n' "$n" "$(echo "($p1-$p0)/$secs" | bc -l)" "$rss" "$anon" "$file" "$used" \
     "$(echo "100*($a1-$a0)/$ticks/$secs" | bc -l)" "$fl" "$(echo "100*($r1-$r0)/$ticks/$secs" | bc -l)"
 done
