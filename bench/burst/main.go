@@ -173,10 +173,10 @@ func run(bin string, peers int, hold, window time.Duration, rounds int, settings
 				return fmt.Errorf("%s: no %s connects or no holds recorded", s, c)
 			}
 			errAt := func(q float64) float64 {
-				return float64((quantile(atD, q)-quantile(at0, q))-(quantile(hD, q)-quantile(h0, q))) / 1e3
+				return float64((nfqueue.Quantile(atD, q)-nfqueue.Quantile(at0, q))-(nfqueue.Quantile(hD, q)-nfqueue.Quantile(h0, q))) / 1e3
 			}
 			fmt.Printf("%-34s %-16s %9.0f %+9.0f %9.0f %+9.0f %6s\n", s, c+"/connect",
-				float64(quantile(at0, 0.5))/1e3, errAt(0.5), float64(quantile(at0, 0.9))/1e3, errAt(0.9),
+				float64(nfqueue.Quantile(at0, 0.5))/1e3, errAt(0.5), float64(nfqueue.Quantile(at0, 0.9))/1e3, errAt(0.9),
 				fmt.Sprintf("%d/%d", res[0].errs+res[1].errs, res[0].runs+res[1].runs))
 		}
 	}
@@ -250,10 +250,4 @@ func measure(pair nfqueue.Pair, bin, peersFile, collector string, setting []stri
 		return out, errors.New("the collector received no results")
 	}
 	return out, nil
-}
-
-func quantile(ds []time.Duration, q float64) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(q*float64(len(s)-1))]
 }

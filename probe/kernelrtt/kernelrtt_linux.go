@@ -18,9 +18,8 @@ func readFD(fd uintptr) Sample {
 	if errno != 0 {
 		return Sample{Unavailable: "getsockopt TCP_INFO: " + errno.Error()}
 	}
-	// tcpi_rtt is in microseconds; 0 means the kernel has no sample yet (or
-	// a kernel too old to fill the field in).
-	if size < uint32(unsafe.Offsetof(info.Rtt)+unsafe.Sizeof(info.Rtt)) || info.Rtt == 0 {
+	// tcpi_rtt is in microseconds; 0 means the kernel has no sample yet.
+	if info.Rtt == 0 {
 		return Sample{Unavailable: "TCP_INFO has no RTT sample yet"}
 	}
 	return Sample{RTT: time.Duration(info.Rtt) * time.Microsecond, Source: SourceTCPInfo}

@@ -242,13 +242,16 @@ func (d *Delayer) SetHold(h time.Duration) { d.holdNS.Store(int64(h)) }
 
 // Median is the median of ds (0 when empty): the ground truth compares a
 // phase's median with the median hold.
-func Median(ds []time.Duration) time.Duration {
+func Median(ds []time.Duration) time.Duration { return Quantile(ds, 0.5) }
+
+// Quantile is the q-quantile of ds (0 when empty), the sample at rank q*len.
+func Quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return s[len(s)/2]
+	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
 
 // TakeHolds returns the holds applied since the last call and forgets them.
