@@ -45,6 +45,12 @@ const (
 	groundTruthMaxCI = 2 * groundTruthTolerance
 	// How many times in all a disturbed stage is measured again.
 	groundTruthRetries = 2
+	// The ground truth's windows at worst: the first baseline, three stages
+	// each followed by its baseline, and two windows per retry.
+	groundTruthWindows = 1 + 2*3 + 2*groundTruthRetries
+	// TestMixedCluster's budget: its windows and 6 minutes for the rest
+	// (setup, the checks before and the faults after take 2-3 minutes).
+	mixedClusterBudget = groundTruthWindows*e2eSettle + 6*time.Minute
 )
 
 // mixedPod is a pod the test runs an xosprobe component in.
@@ -63,7 +69,7 @@ type mixedPod struct {
 // OS pairs probed, NetworkPolicy enforced toward Linux pods and not toward
 // Windows pods, Windows' single DNS suffix found.
 func TestMixedCluster(t *testing.T) {
-	ctx, cancel := testContext(t, 16*time.Minute)
+	ctx, cancel := testContext(t, mixedClusterBudget)
 	defer cancel()
 	linuxBin, _ := filepath.Abs("../../bin/xosprobe")
 	windowsBin, _ := filepath.Abs("../../bin/xosprobe.exe")
@@ -460,7 +466,8 @@ func TestMixedCluster(t *testing.T) {
 	if groundTruthOn && !t.Failed() {
 		start = time.Now()
 		aggMetrics := func() ([]sample, error) { return podMetrics(ctx, aggPod.pod, 9446) }
-		// Two asserted delays, then one above the shipped alert threshold.
+		// Two asserted delays, then one above the shipped alert threshold
+		// (groundTruthWindows counts three stages).
 		alert = newDeltaAlertWatch(t, prom)
 		stages := []gtStage{{2 * time.Millisecond, true}, {5 * time.Millisecond, true}, {alert.threshold + 5*time.Millisecond, false}}
 		gt = runGroundTruth(t, ctx, delay, stages, e2eSettle, time.Since(agentsStarted), aggMetrics,
@@ -496,7 +503,7 @@ func TestMixedCluster(t *testing.T) {
 		{"FaultAPIServerRestarted", func() { f.apiserverRestarted(nodes["win-2"]) }},
 	} {
 		if ctx.Err() != nil {
-			break
+			t.Fatalf("%s not run: the test's budget of %s ran out (%v)", fault.name, mixedClusterBudget, ctx.Err())
 		}
 		start = time.Now()
 		t.Run(fault.name, func(t *testing.T) {
