@@ -177,6 +177,26 @@ func BenchmarkConnectVsRaw(b *testing.B) {
 	})
 }
 
+// BenchmarkHTTPFirstByte reports the http check's first_byte (request
+// written to first response byte) p50 and p90 and its CPU per run against
+// the child peer's health endpoint: the figure includes how the check learns
+// the answer arrived.
+func BenchmarkHTTPFirstByte(b *testing.B) {
+	pe := startBenchPeer(b)
+	p := New()
+	target := Target{Addr: pe.http}
+	measure(b, func() time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r := p.HTTP(ctx, target)
+		cancel()
+		d, ok := r.Phase(PhaseFirstByte)
+		if !ok {
+			b.Fatalf("%s: %s", r.Outcome, r.Detail)
+		}
+		return d
+	})
+}
+
 func measure(b *testing.B, once func() time.Duration) {
 	var ds []time.Duration
 	var before, after unix.Rusage

@@ -197,6 +197,21 @@ func TestHTTP(t *testing.T) {
 	runCases(t, CheckHTTP, cases)
 }
 
+// A run canceled while it waits for the answer ends at once, as canceled
+// (not a timeout: the peer was not too slow, the caller left).
+func TestHTTPCanceledWhileWaitingForTheAnswer(t *testing.T) {
+	target := Target{Addr: tcpServer(t, hangAfterAccept)}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	r := New().HTTP(ctx, target)
+	assert.Equal(t, OutcomeCanceled, r.Outcome, r.Detail)
+	assert.Less(t, time.Since(start), testTimeout/2, "the cancel did not end the wait")
+	_, connected := r.Phase(PhaseConnect)
+	assert.True(t, connected, "the cancel came after the handshake")
+}
+
 // Runs share response readers: one left with buffered bytes (headers past the
 // limit, a body past MaxBody) must hand nothing to the next run.
 func TestHTTPRunsShareNoResponseBytes(t *testing.T) {
