@@ -416,8 +416,15 @@ func TestRunStopsOnCancel(t *testing.T) {
 	h := start(t, fake.NewClientset(baseCluster()...), func(c *Config) { c.WatchNetworkPolicies = true })
 	require.NoError(t, h.stop(), "Run returns nil when its context ends")
 	// goleak (above) retries until goroutines are gone; this checks that
-	// none is still running at the moment Run returns.
-	assert.Empty(t, goroutinesIn("k8s.io/client-go/tools/cache.", "agent/discovery.(*Discovery)"))
+	// none is still running at the moment Run returns, except the one client-go
+	// itself never waits for: each informer's controller closes its queue from
+	// a goroutine of its own once the context ends (seen still running under
+	// load in 1 of 40 runs).
+	running := goroutinesIn("k8s.io/client-go/tools/cache.", "agent/discovery.(*Discovery)")
+	running = slices.DeleteFunc(running, func(g string) bool {
+		return strings.Contains(g, "cache.(*controller).RunWithContext.func1()")
+	})
+	assert.Empty(t, running)
 	assert.False(t, h.d.Synced())
 	// The last Snapshot stays readable.
 	assert.Equal(t, uint64(1), h.d.Snapshot().Generation)

@@ -3,8 +3,9 @@
 //
 // Every agent runs one, and anyone can hit it, so it is cheap and safe: the
 // TCP ports accept and close at once (no goroutine per connection, nothing to
-// amplify), and the health endpoint answers GET with a fixed few bytes,
-// bounded in size, time and concurrency (health.go).
+// amplify; on Linux a connection that sends nothing is not even accepted),
+// and the health endpoint answers GET with a fixed few bytes, bounded in
+// size, time and concurrency (health.go).
 package responder
 
 import (
@@ -72,6 +73,7 @@ func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
 	if r.httpL, err = open("http", cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
+	lc.Control = handshakeOnly
 	for _, p := range []struct{ name, addr string }{{"tcp", cfg.TCPAddr}, {"allow", cfg.AllowAddr}, {"deny", cfg.DenyAddr}} {
 		l, err := open(p.name, p.addr)
 		if err != nil {
@@ -123,8 +125,9 @@ func (r *Responder) closeListeners() {
 	}
 }
 
-// acceptAndClose completes handshakes and closes at once: the handshake is
-// the whole measurement, and holding nothing makes a flood harmless.
+// acceptAndClose closes what it accepts at once: the handshake is the whole
+// measurement, and holding nothing makes a flood harmless. Where the kernel
+// can (handshakeOnly), a connection that never sends data is never accepted.
 func acceptAndClose(l net.Listener) {
 	sl := steadyListener{l}
 	for {
