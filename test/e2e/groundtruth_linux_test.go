@@ -376,3 +376,15 @@ func TestMeanReadingAveragesTwoBaselines(t *testing.T) {
 		t.Errorf("got %+v: want the wider CI, the mean hold, the larger steal", m)
 	}
 }
+
+func TestGroundTruthBoundWidensOnlyForWideCIs(t *testing.T) {
+	for _, c := range []struct{ ci, want time.Duration }{
+		{0, groundTruthTolerance}, // no CI reported: the tolerance
+		{200 * time.Microsecond, groundTruthTolerance},
+		{1566 * time.Microsecond, 1566 * time.Microsecond},
+	} {
+		if got := (groundTruth{CIWidth: c.ci}).bound(); got != c.want {
+			t.Errorf("CI %s: bound %s, want %s", c.ci, got, c.want)
+		}
+	}
+}
