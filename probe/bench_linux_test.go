@@ -145,19 +145,7 @@ func BenchmarkConnectVsRaw(b *testing.B) {
 	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 
 	b.Run("probe", func(b *testing.B) {
-		p := New()
-		target := Target{Addr: pe.tcp}
-		measure(b, func() time.Duration {
-			// A per-run deadline, as the agent's scheduler gives every run.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			r := p.TCP(ctx, target)
-			cancel()
-			d, ok := r.Phase(PhaseConnect)
-			if !ok {
-				b.Fatalf("%s: %s", r.Outcome, r.Detail)
-			}
-			return d
-		})
+		measure(b, runPhase(b, New().TCP, Target{Addr: pe.tcp}, PhaseConnect))
 	})
 	b.Run("raw", func(b *testing.B) {
 		measure(b, func() time.Duration {
@@ -183,18 +171,22 @@ func BenchmarkConnectVsRaw(b *testing.B) {
 // the answer arrived.
 func BenchmarkHTTPFirstByte(b *testing.B) {
 	pe := startBenchPeer(b)
-	p := New()
-	target := Target{Addr: pe.http}
-	measure(b, func() time.Duration {
+	measure(b, runPhase(b, New().HTTP, Target{Addr: pe.http}, PhaseFirstByte))
+}
+
+// runPhase returns one run of check toward target, reporting phase ph.
+func runPhase(b *testing.B, check Func, target Target, ph Phase) func() time.Duration {
+	return func() time.Duration {
+		// A per-run deadline, as the agent's scheduler gives every run.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r := p.HTTP(ctx, target)
+		r := check(ctx, target)
 		cancel()
-		d, ok := r.Phase(PhaseFirstByte)
+		d, ok := r.Phase(ph)
 		if !ok {
 			b.Fatalf("%s: %s", r.Outcome, r.Detail)
 		}
 		return d
-	})
+	}
 }
 
 func measure(b *testing.B, once func() time.Duration) {
