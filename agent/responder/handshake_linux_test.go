@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/xosprobe/xosprobe/probe"
 )
@@ -64,5 +66,24 @@ func TestConnectOnlyProbesStayInTheKernel(t *testing.T) {
 		c.Close()
 	case <-time.After(5 * time.Second):
 		t.Fatal("a connection that sent data was not accepted")
+	}
+}
+
+// Listen gives the connect-check ports TCP_DEFER_ACCEPT and leaves the
+// health port, whose clients always send a request, as it is.
+func TestListenDefersAcceptOnTheConnectPortsOnly(t *testing.T) {
+	r := start(t)
+	for name, want := range map[string]bool{"http": false, "tcp": true, "allow": true, "deny": true} {
+		l := r.httpL
+		if name != "http" {
+			l = r.acceptors[name]
+		}
+		rc, err := l.(*net.TCPListener).SyscallConn()
+		require.NoError(t, err)
+		var v int
+		var gerr error
+		require.NoError(t, rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT) }))
+		require.NoError(t, gerr)
+		assert.Equal(t, want, v > 0, "%s port: TCP_DEFER_ACCEPT %d", name, v)
 	}
 }

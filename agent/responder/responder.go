@@ -60,8 +60,9 @@ func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
 	r := &Responder{acceptors: map[string]net.Listener{}}
 	// Every connection lives for one exchange: keep-alive options on each
 	// accepted socket would cost system calls for nothing.
-	lc := net.ListenConfig{KeepAlive: -1}
-	open := func(name, addr string) (net.Listener, error) {
+	health := net.ListenConfig{KeepAlive: -1}
+	connectOnly := net.ListenConfig{KeepAlive: -1, Control: handshakeOnly}
+	open := func(lc net.ListenConfig, name, addr string) (net.Listener, error) {
 		l, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			r.closeListeners()
@@ -70,12 +71,11 @@ func Listen(cfg Config, log *slog.Logger) (*Responder, error) {
 		return l, nil
 	}
 	var err error
-	if r.httpL, err = open("http", cfg.HTTPAddr); err != nil {
+	if r.httpL, err = open(health, "http", cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
-	lc.Control = handshakeOnly
 	for _, p := range []struct{ name, addr string }{{"tcp", cfg.TCPAddr}, {"allow", cfg.AllowAddr}, {"deny", cfg.DenyAddr}} {
-		l, err := open(p.name, p.addr)
+		l, err := open(connectOnly, p.name, p.addr)
 		if err != nil {
 			return nil, err
 		}
