@@ -45,9 +45,12 @@ const (
 	groundTruthMaxCI = 2 * groundTruthTolerance
 	// How many times in all a disturbed stage is measured again.
 	groundTruthRetries = 2
-	// The ground truth's windows at worst: the first baseline, three stages
-	// each followed by its baseline, and two windows per retry.
-	groundTruthWindows = 1 + 2*3 + 2*groundTruthRetries
+	// The ground truth's stages: two asserted delays, then one above the
+	// shipped alert threshold.
+	groundTruthStages = 3
+	// The ground truth's windows at worst: the first baseline, every stage
+	// followed by its baseline, and two windows per retry.
+	groundTruthWindows = 1 + 2*groundTruthStages + 2*groundTruthRetries
 	// TestMixedCluster's budget: its windows and 6 minutes for the rest
 	// (setup, the checks before and the faults after take 2-3 minutes).
 	mixedClusterBudget = groundTruthWindows*e2eSettle + 6*time.Minute
@@ -466,11 +469,11 @@ func TestMixedCluster(t *testing.T) {
 	if groundTruthOn && !t.Failed() {
 		start = time.Now()
 		aggMetrics := func() ([]sample, error) { return podMetrics(ctx, aggPod.pod, 9446) }
-		// Two asserted delays, then one above the shipped alert threshold
-		// (groundTruthWindows counts three stages).
+		// Two asserted delays, then one above the shipped alert threshold; the
+		// array's length is the one the test's budget counts.
 		alert = newDeltaAlertWatch(t, prom)
-		stages := []gtStage{{2 * time.Millisecond, true}, {5 * time.Millisecond, true}, {alert.threshold + 5*time.Millisecond, false}}
-		gt = runGroundTruth(t, ctx, delay, stages, e2eSettle, time.Since(agentsStarted), aggMetrics,
+		stages := [groundTruthStages]gtStage{{2 * time.Millisecond, true}, {5 * time.Millisecond, true}, {alert.threshold + 5*time.Millisecond, false}}
+		gt = runGroundTruth(t, ctx, delay, stages[:], e2eSettle, time.Since(agentsStarted), aggMetrics,
 			func() {
 				// The summary's /matrix: a full window, all at D=0.
 				if m, err := readMatrix(); err == nil {
