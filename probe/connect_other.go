@@ -13,6 +13,10 @@ import (
 	"github.com/xosprobe/xosprobe/probe/kernelrtt"
 )
 
+// spareSockets is Linux's reuse of connect-only sockets; dialing through the
+// net package leaves nothing to reuse.
+type spareSockets struct{}
+
 // connect dials with the net package. The clock starts in the Control hook,
 // after the socket exists, so socket creation is not counted as connect time.
 // With keep false the socket is closed before return and conn is nil.
@@ -29,12 +33,13 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 		return nil, 0, kernelrtt.Sample{}, err
 	}
 	rtt := p.connRTT(c)
+	// RST instead of FIN, as on Linux (probeSocket): no TIME_WAIT entry
+	// outlives a probe on either end (Windows keeps them 120 s from a
+	// 16k-port dynamic range).
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	if !keep {
-		// RST instead of FIN: no TIME_WAIT entry outlives a connect-only probe
-		// (Windows keeps them 120 s from a 16k-port dynamic range).
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
 		c.Close()
 		return nil, end.Sub(start), rtt, nil
 	}

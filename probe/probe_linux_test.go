@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,16 +100,21 @@ func TestConnectWaitsForARetransmittedSYN(t *testing.T) {
 	assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
 }
 
-// Connect-only checks close with RST: probing leaves no TIME_WAIT behind.
-func TestConnectOnlyChecksLeaveNoTimeWait(t *testing.T) {
-	addr := tcpServer(t, nil)
+// Probe sockets close with RST: probing leaves no TIME_WAIT behind, on
+// either end, also after an http exchange the server closes first.
+func TestProbesLeaveNoTimeWait(t *testing.T) {
 	p := New()
-	for range 20 {
-		r := p.TCP(context.Background(), Target{Addr: addr})
-		require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+	for _, c := range []struct {
+		check Check
+		addr  string
+	}{{CheckTCP, tcpServer(t, nil)}, {CheckHTTP, httpServer(t, okHandler)}} {
+		for range 20 {
+			r := p.Func(c.check)(context.Background(), Target{Addr: c.addr})
+			require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+		}
+		timeWait := socketsInState(t, netip.MustParseAddrPort(c.addr).Port(), "06")
+		assert.Zero(t, timeWait, "%s: TIME_WAIT sockets on the probed port", c.check)
 	}
-	timeWait := socketsInState(t, netip.MustParseAddrPort(addr).Port(), "06")
-	assert.Zero(t, timeWait, "TIME_WAIT sockets on the probed port")
 }
 
 // socketsInState counts IPv4 sockets with port at either end in the given
@@ -128,4 +134,59 @@ func socketsInState(t *testing.T, port uint16, state string) int {
 		}
 	}
 	return n
+}
+
+// Connect-only probes reuse their sockets: one kept socket serves each peer
+// in turn, IPv4 and IPv6 apart; a failed connect's socket is dropped; probes
+// at once keep no more than maxSpareSockets.
+func TestConnectOnlySocketsAreReused(t *testing.T) {
+	seen := map[string]chan string{}
+	var addrs []string
+	for range 2 {
+		ch := make(chan string, 100)
+		addr := tcpServer(t, func(c net.Conn) { ch <- c.RemoteAddr().String() })
+		seen[addr] = ch
+		addrs = append(addrs, addr)
+	}
+	p := New()
+	for i := range 10 {
+		addr := addrs[i%2]
+		r := p.TCP(context.Background(), Target{Addr: addr})
+		require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+		assert.True(t, r.KernelRTT.Available(), r.KernelRTT.Unavailable)
+		select {
+		case <-seen[addr]:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("probe %d: %s never saw the connection", i, addr)
+		}
+		assert.Len(t, p.spares.fds[0], 1, "probe %d: probes one after another share one socket", i)
+	}
+
+	r := p.TCP(context.Background(), Target{Addr: closedPort(t)})
+	require.Equal(t, OutcomeConnectRefused, r.Outcome, r.Detail)
+	assert.Empty(t, p.spares.fds[0], "the socket of a refused connect is closed, not kept")
+
+	if l, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		defer l.Close()
+		go func() {
+			for c, err := l.Accept(); err == nil; c, err = l.Accept() {
+				c.Close()
+			}
+		}()
+		r := p.NetpolAllow(context.Background(), Target{Addr: l.Addr().String(), Expect: VerdictAllow})
+		require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+		assert.Len(t, p.spares.fds[1], 1, "an IPv6 socket is kept apart")
+		assert.Empty(t, p.spares.fds[0])
+	}
+
+	var wg sync.WaitGroup
+	for i := range 3 * maxSpareSockets {
+		wg.Go(func() {
+			r := p.TCP(context.Background(), Target{Addr: addrs[i%2]})
+			assert.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
+		})
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, len(p.spares.fds[0]), maxSpareSockets)
+	assert.NotEmpty(t, p.spares.fds[0])
 }

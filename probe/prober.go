@@ -38,6 +38,8 @@ type Prober struct {
 	// MaxBody is how much of a health response body is read; beyond it the
 	// check fails with OutcomeHTTPBodyTooBig instead of reading on.
 	MaxBody int64
+
+	spares spareSockets // sockets of finished connect-only probes, for the next (Linux)
 }
 
 // RTTCollector gathers handshake RTTs off the probe's path, so a probe looks
