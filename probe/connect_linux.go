@@ -27,9 +27,12 @@ import (
 // non-blocking and handed to the runtime poller.
 func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (conn, time.Duration, kernelrtt.Sample, error) {
 	ip := addr.Addr().Unmap()
-	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Addr: ip.As16(), Port: int(addr.Port())})
+	var family int
+	var sa unix.Sockaddr
 	if ip.Is4() {
 		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: ip.As4(), Port: int(addr.Port())}
+	} else {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: ip.As16(), Port: int(addr.Port())}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, kernelrtt.Sample{}, err

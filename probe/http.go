@@ -45,6 +45,7 @@ func (p *Prober) httpGet(ctx context.Context, c Check, t Target, addr, field str
 		path = DefaultHTTPPath
 	}
 	r := p.begin(c, t, addr)
+	r.Phases = make([]PhaseDuration, 0, 4) // dns, connect, first_byte, total: one allocation, not three
 	if err := validateHostPort(field, addr); err != nil {
 		r.fail(OutcomeBadTarget, err)
 		return r
