@@ -60,9 +60,9 @@ func (p *Prober) httpGet(ctx context.Context, c Check, t Target, addr, field str
 		return r
 	}
 	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
+	// ctx has a deadline (withDefaultDeadline), so this ends a read or write
+	// in flight at the deadline as well as on cancellation: no deadline
+	// timers on the socket besides.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
