@@ -354,7 +354,11 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 		add := func(c probe.Check, t probe.Target) {
 			t.Src, t.Dst = src, dst
 			// One peer's checks take turns: each times the peer alone.
-			jobs = append(jobs, scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t, Peer: p.Node})
+			j := scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t, Peer: p.Node}
+			if c == probe.CheckNetpolAllow || c == probe.CheckNetpolDeny {
+				j.Timeout = a.prober.DenyTimeout // the whole run is the bounded connect
+			}
+			jobs = append(jobs, j)
 		}
 		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)})
 		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath})

@@ -268,6 +268,12 @@ func TestJobsTowardOnePeerShareItsGroup(t *testing.T) {
 			assert.Equal(t, j.Peer, j.Target.Dst.Node, j.Key)
 		}
 		groups[j.Peer] = append(groups[j.Peer], j.Check)
+		// A netpol run is its bounded connect: the run's deadline is that bound.
+		if j.Check == probe.CheckNetpolAllow || j.Check == probe.CheckNetpolDeny {
+			assert.Equal(t, cfg.DenyTimeout, j.Timeout, j.Key)
+		} else {
+			assert.Zero(t, j.Timeout, j.Key)
+		}
 	}
 	peerChecks := []probe.Check{probe.CheckTCP, probe.CheckHTTP, probe.CheckNetpolAllow, probe.CheckNetpolDeny}
 	assert.ElementsMatch(t, peerChecks, groups["lin-2"])

@@ -46,8 +46,12 @@ func BenchmarkProbeCycle(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, j := range jobs {
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			a.runJob(rctx, scheduler.Job{Key: j.Key, Check: j.Check, Target: j.Target})
+			timeout := time.Second // as the scheduler gives each run
+			if j.Timeout > 0 {
+				timeout = j.Timeout
+			}
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			a.runJob(rctx, j)
 			cancel()
 		}
 	}

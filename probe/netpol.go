@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // NetpolAllow connects to the port NetworkPolicy should allow from this
@@ -20,7 +21,9 @@ func (p *Prober) NetpolDeny(ctx context.Context, t Target) Result {
 
 // netpol compares the observed reachability of Target.Addr with Target.Expect.
 // The attempt is bounded by DenyTimeout: enforcement usually drops SYNs, and a
-// blocked attempt should not hold the run for its whole timeout.
+// blocked attempt should not hold the run for its whole timeout. A ctx that
+// ends sooner (the agent's scheduler gives these runs DenyTimeout) is the
+// bound as it is.
 func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 	r := p.begin(c, t, t.Addr)
 	r.Expected = t.Expect
@@ -32,10 +35,13 @@ func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 		r.fail(OutcomeBadTarget, err)
 		return r
 	}
-	dctx, cancel := context.WithTimeout(ctx, p.DenyTimeout)
-	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > p.DenyTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.DenyTimeout)
+		defer cancel()
+	}
 
-	if _, err := p.handshake(dctx, &r, t.Addr, false); err == nil {
+	if _, err := p.handshake(ctx, &r, t.Addr, false); err == nil {
 		r.Observed = VerdictAllow
 	} else {
 		switch r.Outcome {

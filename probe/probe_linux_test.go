@@ -65,6 +65,19 @@ func TestNetpolDropIsBlocked(t *testing.T) {
 	assert.Contains(t, allow.Detail, string(OutcomeConnectTimeout))
 }
 
+// A run context that ends before DenyTimeout is the bound itself (the
+// agent's netpol runs): a dropped SYN is judged blocked when it ends.
+func TestNetpolDropIsBlockedByTheRunDeadline(t *testing.T) {
+	p := New()
+	p.DenyTimeout = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	deny := p.NetpolDeny(ctx, Target{Addr: blackholeAddr(t), Expect: VerdictDeny})
+	assert.Equal(t, OutcomeSuccess, deny.Outcome, deny.Detail)
+	assert.Equal(t, VerdictDeny, deny.Observed)
+	assert.Contains(t, deny.Detail, string(OutcomeConnectTimeout))
+}
+
 func TestHTTPReportsKernelRTT(t *testing.T) {
 	r := New().HTTP(context.Background(), Target{Addr: httpServer(t, okHandler)})
 	require.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)

@@ -46,6 +46,10 @@ type Job struct {
 	// Peer groups the jobs toward one destination: runs of jobs with the
 	// same non-empty Peer never overlap.
 	Peer string
+	// Timeout, when shorter than Config.Timeout, is this job's per-run
+	// deadline: a check bounded tighter than the run (a netpol connect) gets
+	// its bound from the run's context instead of deriving another.
+	Timeout time.Duration
 }
 
 // Config tunes the schedule.
@@ -218,7 +222,11 @@ func (s *Scheduler) handOut(e *entry, now time.Time) {
 // begin gives e's run its context, which carries both its deadline, counted
 // from now, and its cancellation; s.mu is held.
 func (s *Scheduler) begin(e *entry) {
-	e.ctx, e.cancel = context.WithTimeout(s.ctx, s.cfg.Timeout)
+	timeout := s.cfg.Timeout
+	if t := e.job.Timeout; t > 0 && t < timeout {
+		timeout = t
+	}
+	e.ctx, e.cancel = context.WithTimeout(s.ctx, timeout)
 }
 
 // work runs e, then whatever the backlog or the dispatcher hands it next.

@@ -110,6 +110,34 @@ func TestPerRunTimeout(t *testing.T) {
 	rec.mu.Unlock()
 }
 
+// A job's own Timeout shortens its runs' deadline, never lengthens it.
+func TestJobTimeoutShortensTheRunDeadline(t *testing.T) {
+	var mu sync.Mutex
+	left := map[string]time.Duration{} // deadline left when each job's first run began
+	run := func(ctx context.Context, j Job) {
+		d, ok := ctx.Deadline()
+		require.True(t, ok)
+		mu.Lock()
+		if _, seen := left[j.Key]; !seen {
+			left[j.Key] = time.Until(d)
+		}
+		mu.Unlock()
+	}
+	s := New(Config{Interval: time.Second, Timeout: 500 * time.Millisecond}, run, nil, nil)
+	short, long := job("short"), job("long")
+	short.Timeout, long.Timeout = 20*time.Millisecond, 2*time.Second
+	s.Update([]Job{short, long, job("default")})
+	start(t, s)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(left) == 3 }, 5*time.Second, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.LessOrEqual(t, left["short"], 20*time.Millisecond)
+	for _, key := range []string{"long", "default"} {
+		assert.Greater(t, left[key], 20*time.Millisecond, key)
+		assert.LessOrEqual(t, left[key], 500*time.Millisecond, "%s: Config.Timeout caps the run", key)
+	}
+}
+
 func TestChangedTargetRestartsTheLoop(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
