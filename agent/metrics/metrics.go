@@ -63,8 +63,8 @@ type Agent struct {
 	srcOS string
 
 	// The hot path's series, by label values: WithLabelValues validates,
-	// hashes and compares every label on each call, about a tenth of the
-	// agent's CPU per probe before this cache.
+	// hashes and compares every label on each call (an http run's Observe:
+	// 610-660 ns through it, 355-380 ns cached; BenchmarkObserve).
 	mu         sync.RWMutex
 	durations  map[seriesKey]prometheus.Observer // check, phase, dst_os
 	totals     map[seriesKey]prometheus.Counter  // check, dst_os, result
@@ -89,9 +89,10 @@ func New(srcOS, version string) *Agent {
 		}, labels)
 	}
 	m := &Agent{
-		Registry:  prometheus.NewRegistry(),
-		srcOS:     srcOS,
-		durations: map[seriesKey]prometheus.Observer{}, totals: map[seriesKey]prometheus.Counter{},
+		Registry:   prometheus.NewRegistry(),
+		srcOS:      srcOS,
+		durations:  map[seriesKey]prometheus.Observer{},
+		totals:     map[seriesKey]prometheus.Counter{},
 		kernelRTTs: map[seriesKey]prometheus.Observer{},
 		duration:   histogram(ProbeDuration, "Duration of each probe phase.", "check", "phase", "src_os", "dst_os"),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ProbeTotal,
