@@ -22,3 +22,9 @@ if [ ! -f "$dll" ] || [ "$here/bcryptprimitives.c" -nt "$dll" ]; then
   x86_64-w64-mingw32-gcc -shared -O2 -o "$dll" "$here/bcryptprimitives.c" "$here/bcryptprimitives.def" -ladvapi32
   echo "wine: installed ProcessPrng shim at $dll"
 fi
+# A server that outlives the gaps between test binaries: go test compiles the
+# next package for seconds while none runs, and a client that connects just as
+# the default 3 s persistence runs out dies with "wine client error:0: recvmsg:
+# Connection reset by peer" (CI, agent/metrics, 0.007 s). This one exits 60 s
+# after its last client; a server already running is kept (exit status 2).
+wineserver -p60 || true
