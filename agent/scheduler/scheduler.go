@@ -78,7 +78,9 @@ type Scheduler struct {
 	// kick wakes the dispatcher when the earliest due time moved earlier.
 	kick chan struct{}
 	// ready hands a run to an idle worker; it holds MaxInFlight, so a send
-	// for a worker counted idle never waits.
+	// for a worker counted idle never waits. stop closes it, which ends the
+	// idle workers: a plain receive, not a select with ctx.Done, on which
+	// every idle worker would otherwise queue and dequeue at each hand-off.
 	ready chan *entry
 	// onWake, when set (tests), is told how many runs each wake-up started.
 	onWake func(int)
@@ -237,9 +239,8 @@ func (s *Scheduler) work(e *entry) {
 		if e = s.finish(e); e != nil {
 			continue
 		}
-		select {
-		case e = <-s.ready:
-		case <-s.ctx.Done():
+		var ok bool
+		if e, ok = <-s.ready; !ok {
 			return
 		}
 	}
@@ -360,6 +361,7 @@ func (s *Scheduler) stop() {
 	s.jobs = map[string]*entry{}
 	s.queue, s.backlog = nil, nil
 	s.busy = map[string][]*entry{}
+	close(s.ready) // only handOut sends, from Run's goroutine, which is here
 	s.mu.Unlock()
 	s.wg.Wait()
 }
