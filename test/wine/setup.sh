@@ -27,4 +27,8 @@ fi
 # the default 3 s persistence runs out dies with "wine client error:0: recvmsg:
 # Connection reset by peer" (CI, agent/metrics, 0.007 s). This one exits 60 s
 # after its last client; a server already running is kept (exit status 2).
+# Its system processes (services.exe, explorer.exe, ...) live as long and hold
+# the stdio of the client that started them: started here on /dev/null, not
+# by the first test binary, whose output go test would wait a minute for.
 wineserver -p60 || true
+wine cmd /c exit </dev/null >/dev/null 2>&1 || true
