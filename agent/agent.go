@@ -351,20 +351,18 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 		p := byNode[sp.Name]
 		dst := probe.Endpoint{Pod: p.Pod, Node: p.Node, OS: p.OS}
 		hostPort := func(port int) string { return net.JoinHostPort(p.IP, strconv.Itoa(port)) }
-		add := func(c probe.Check, t probe.Target) {
+		// timeout 0 is the scheduler's per-run timeout.
+		add := func(c probe.Check, t probe.Target, timeout time.Duration) {
 			t.Src, t.Dst = src, dst
 			// One peer's checks take turns: each times the peer alone.
-			j := scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t, Peer: p.Node}
-			if c == probe.CheckNetpolAllow || c == probe.CheckNetpolDeny {
-				j.Timeout = a.prober.DenyTimeout // the whole run is the bounded connect
-			}
-			jobs = append(jobs, j)
+			jobs = append(jobs, scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t, Peer: p.Node, Timeout: timeout})
 		}
-		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)})
-		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath})
+		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)}, 0)
+		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath}, 0)
 		for check, port := range map[probe.Check]int{probe.CheckNetpolAllow: p.Ports.Allow, probe.CheckNetpolDeny: p.Ports.Deny} {
 			v, why := expect(p, port)
-			add(check, probe.Target{Addr: hostPort(port), Expect: v})
+			// The whole run is the connect DenyTimeout bounds.
+			add(check, probe.Target{Addr: hostPort(port), Expect: v}, a.prober.DenyTimeout)
 			whys[p.Node+"/"+string(check)] = why
 		}
 	}

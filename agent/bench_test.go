@@ -46,11 +46,7 @@ func BenchmarkProbeCycle(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, j := range jobs {
-			timeout := time.Second // as the scheduler gives each run
-			if j.Timeout > 0 {
-				timeout = j.Timeout
-			}
-			rctx, cancel := context.WithTimeout(ctx, timeout)
+			rctx, cancel := context.WithTimeout(ctx, j.RunTimeout(time.Second)) // as the scheduler gives each run
 			a.runJob(rctx, j)
 			cancel()
 		}

@@ -52,6 +52,14 @@ type Job struct {
 	Timeout time.Duration
 }
 
+// RunTimeout is the deadline of one run of j under a Config.Timeout of limit.
+func (j Job) RunTimeout(limit time.Duration) time.Duration {
+	if j.Timeout > 0 && j.Timeout < limit {
+		return j.Timeout
+	}
+	return limit
+}
+
 // Config tunes the schedule.
 type Config struct {
 	Interval time.Duration // time between the due times of two runs of a job
@@ -224,11 +232,7 @@ func (s *Scheduler) handOut(e *entry, now time.Time) {
 // begin gives e's run its context, which carries both its deadline, counted
 // from now, and its cancellation; s.mu is held.
 func (s *Scheduler) begin(e *entry) {
-	timeout := s.cfg.Timeout
-	if t := e.job.Timeout; t > 0 && t < timeout {
-		timeout = t
-	}
-	e.ctx, e.cancel = context.WithTimeout(s.ctx, timeout)
+	e.ctx, e.cancel = context.WithTimeout(s.ctx, e.job.RunTimeout(s.cfg.Timeout))
 }
 
 // work runs e, then whatever the backlog or the dispatcher hands it next.
