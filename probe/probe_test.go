@@ -375,35 +375,14 @@ func TestShortServiceName(t *testing.T) {
 }
 
 func TestIPv6Targets(t *testing.T) {
-	l, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	addr := ipv6Server(t, nil)
 	p := New()
 	for _, c := range []Check{CheckTCP, CheckNetpolAllow} {
-		r := p.Func(c)(context.Background(), Target{Addr: l.Addr().String(), Expect: VerdictAllow})
+		r := p.Func(c)(context.Background(), Target{Addr: addr, Expect: VerdictAllow})
 		assert.Equal(t, OutcomeSuccess, r.Outcome, "%s: %s", c, r.Detail)
 	}
 	// An IPv4-mapped IPv6 address is dialed as IPv4.
-	v4, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer v4.Close()
-	go func() {
-		if c, err := v4.Accept(); err == nil {
-			c.Close()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(v4.Addr().String())
+	_, port, _ := net.SplitHostPort(tcpServer(t, nil))
 	r := p.TCP(context.Background(), Target{Addr: "[::ffff:127.0.0.1]:" + port})
 	assert.Equal(t, OutcomeSuccess, r.Outcome, r.Detail)
 }

@@ -26,11 +26,31 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
-// tcpServer accepts connections and hands each to handle (nil: close at once).
+// tcpServer accepts connections on IPv4 loopback and hands each to handle
+// (nil: close at once).
 func tcpServer(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := tcpServerOn(t, "127.0.0.1:0", handle)
 	require.NoError(t, err)
+	return addr
+}
+
+// ipv6Server is tcpServer on IPv6 loopback; it skips t where there is none.
+func ipv6Server(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	addr, err := tcpServerOn(t, "[::1]:0", handle)
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	return addr
+}
+
+// tcpServerOn is tcpServer listening on laddr.
+func tcpServerOn(t *testing.T, laddr string, handle func(net.Conn)) (string, error) {
+	l, err := net.Listen("tcp", laddr)
+	if err != nil {
+		return "", err
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -64,7 +84,7 @@ func tcpServer(t *testing.T, handle func(net.Conn)) string {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 // hangAfterAccept never answers; the handler ends when the test closes the conn.
