@@ -27,6 +27,7 @@
 # floor, which mimics 1 s, is then skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/agent-common.sh
 secs=${1:-30}; shift || true
 interval=${INTERVAL:-1s}
 counts=("${@:-10 100 1000}")
@@ -46,14 +47,12 @@ sleep 0.5
 
 kib() { awk -v k="$1" '$1 == k":" {printf "%.1f", $2/1024}' "/proc/$2/status"; }
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system ticks
 printf '%-6s %9s %8s %8s %8s %9s %10s %10s %10s\n' peers probes/s rss-MiB anon-MiB file-MiB file-used cpu-%core floor-%core resp-%core
 for n in ${counts[@]}; do
   peers=$(mktemp)
-  for ((i = 0; i < n; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$peers"
-  ip netns exec "$ns" "$bin" agent --node self --listen-ip 127.0.0.1 --port-base 20440 --admin-addr 127.0.0.1:20445 \
-    --peers-file "$peers" --k-cross "$n" --max-peers "$((n + 3))" --interval "$interval" --timeout 900ms --deny-timeout 200ms \
-    --shutdown-delay 0s --log-level error ${AGENT_FLAGS:-} &
+  write_peers "$n" "$peers"
+  # shellcheck disable=SC2086 # AGENT_FLAGS holds several flags
+  start_agent "$ns" "$bin" "$peers" "$n" "$interval" ${AGENT_FLAGS:-}
   pid=$!
   sleep 5 # warm up: staggered starts spread over the first interval
   echo 1 >"/proc/$pid/clear_refs"

@@ -10,11 +10,11 @@
 #   bench/agent-pair.sh A_BIN B_BIN [ROUNDS] [SECONDS] [PEERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/agent-common.sh
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "agent-pair: needs root for network namespaces" >&2; exit 1; }
 a=$1 b=$2 rounds=${3:-5} secs=${4:-50} n=${5:-100}
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system ticks
 work=$(mktemp -d)
 namespaces=(xosprobe-pair-a-$$ xosprobe-pair-b-$$)
 drop_namespaces() {
@@ -25,7 +25,7 @@ drop_namespaces() {
   for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 trap 'drop_namespaces; rm -rf "$work"' EXIT
-for ((i = 0; i < n; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$work/peers"
+write_peers "$n" "$work/peers"
 
 for ((r = 1; r <= rounds; r++)); do
   pids=()
@@ -39,9 +39,7 @@ for ((r = 1; r <= rounds; r++)); do
   sleep 0.5
   for side in 0 1; do
     bin=$a; [ $side = 1 ] && bin=$b
-    ip netns exec "${namespaces[$side]}" "$bin" agent --node self --listen-ip 127.0.0.1 --port-base 20440 \
-      --admin-addr 127.0.0.1:20445 --peers-file "$work/peers" --k-cross "$n" --max-peers "$((n + 3))" --interval 1s \
-      --timeout 900ms --deny-timeout 200ms --shutdown-delay 0s --log-level error &
+    start_agent "${namespaces[$side]}" "$bin" "$work/peers" "$n" 1s
     pids+=($!)
   done
   sleep 5 # warm up: staggered starts spread over the first interval
