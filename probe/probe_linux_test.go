@@ -197,3 +197,45 @@ func TestConnectOnlySocketsAreReused(t *testing.T) {
 	assert.LessOrEqual(t, len(p.spares.fds[0]), maxSpareSockets)
 	assert.NotEmpty(t, p.spares.fds[0])
 }
+
+// withConnectSlice sets how long one connect(2) waits before the probe looks
+// at its context again, for one test.
+func withConnectSlice(t *testing.T, d time.Duration) {
+	old := connectSlice
+	connectSlice = d
+	t.Cleanup(func() { connectSlice = old })
+}
+
+// A connect waiting on a dropped SYN ends at the first slice after its
+// context is canceled, far before its deadline, and its socket is not kept.
+func TestConnectCanceledWhileWaiting(t *testing.T) {
+	withConnectSlice(t, 50*time.Millisecond)
+	addr := blackholeAddr(t)
+	p := New()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	r := p.TCP(ctx, Target{Addr: addr})
+	assert.Equal(t, OutcomeCanceled, r.Outcome, r.Detail)
+	assert.Less(t, time.Since(start), 10*time.Second, "the cancel ends the connect, not the 1 min deadline")
+	assert.Empty(t, p.spares.fds[0], "the socket of a canceled connect is closed, not kept")
+}
+
+// A deadline nearer than a slice bounds the connect's wait itself, and a
+// socket whose wait was shortened is not kept for the next probe: with a
+// 1 min slice, that is every socket here.
+func TestConnectDeadlineNearerThanASlice(t *testing.T) {
+	withConnectSlice(t, time.Minute)
+	p := New()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := p.TCP(ctx, Target{Addr: blackholeAddr(t)})
+	assert.Equal(t, OutcomeConnectTimeout, r.Outcome, r.Detail)
+	assert.Less(t, time.Since(start), 10*time.Second, "the deadline ends the connect, not the 1 min slice")
+
+	ok := p.TCP(context.Background(), Target{Addr: tcpServer(t, nil)}) // the 10 s MaxRunTime deadline
+	require.Equal(t, OutcomeSuccess, ok.Outcome, ok.Detail)
+	assert.Empty(t, p.spares.fds[0], "a socket whose wait was shortened to the deadline is not kept")
+}
