@@ -52,6 +52,28 @@ func TestObserveKeepsEachSeriesApart(t *testing.T) {
 	assert.Equal(t, 2, testutil.CollectAndCount(m.kernelRTT), "one series per destination OS")
 }
 
+// NetworkPolicy mismatches are counted per check, destination OS and
+// (expected, observed) pair, through the cache as well.
+func TestObserveCountsEachMismatchApart(t *testing.T) {
+	m := New("linux", "test")
+	mismatch := func(c probe.Check, dst string, expected, observed probe.Verdict) *probe.Result {
+		return &probe.Result{Check: c, Dst: probe.Endpoint{OS: dst}, Outcome: probe.OutcomePolicyNotEnforced, Expected: expected, Observed: observed}
+	}
+	for range 2 {
+		m.Observe(mismatch(probe.CheckNetpolDeny, "windows", probe.VerdictDeny, probe.VerdictAllow))
+	}
+	m.Observe(mismatch(probe.CheckNetpolDeny, "linux", probe.VerdictDeny, probe.VerdictAllow))
+	m.Observe(mismatch(probe.CheckNetpolAllow, "windows", probe.VerdictAllow, probe.VerdictDeny))
+	m.Observe(mismatch(probe.CheckNetpolAllow, "windows", probe.VerdictDeny, probe.VerdictAllow))
+	m.Observe(mismatch(probe.CheckNetpolAllow, "windows", probe.VerdictAllow, probe.VerdictAllow)) // no mismatch
+
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.netpolMismatch.WithLabelValues("netpol-deny", "linux", "windows", "deny", "allow")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.netpolMismatch.WithLabelValues("netpol-deny", "linux", "linux", "deny", "allow")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.netpolMismatch.WithLabelValues("netpol-allow", "linux", "windows", "allow", "deny")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.netpolMismatch.WithLabelValues("netpol-allow", "linux", "windows", "deny", "allow")))
+	assert.Equal(t, 4, testutil.CollectAndCount(m.netpolMismatch))
+}
+
 // BenchmarkObserve is the metrics cost of one successful http run: its
 // outcome, two phases and the kernel RTT.
 func BenchmarkObserve(b *testing.B) {
