@@ -114,6 +114,8 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 // SO_SNDTIMEO, before the probe looks at its context again: how late a
 // cancellation can take effect. A handshake on a live path takes far less; a
 // SYN dropped by NetworkPolicy costs a wake-up per slice until the deadline.
+// The kernel counts the wait in ticks (4 ms at HZ=250), so a connect that
+// times out ends up to a tick after the deadline.
 var connectSlice = 100 * time.Millisecond
 
 // connectWait bounds the waits of one blocking connect.
