@@ -12,8 +12,9 @@ import (
 	"github.com/xosprobe/xosprobe/probe/kernelrtt"
 )
 
-// Func runs one check once. It never blocks past ctx's deadline and never
-// returns a zero Result: failures are classified in Result.Outcome.
+// Func runs one check once. It never blocks past ctx's deadline (on Linux a
+// connect's wait by up to a kernel tick) and never returns a zero Result:
+// failures are classified in Result.Outcome.
 type Func func(ctx context.Context, t Target) Result
 
 // Prober holds the seams the checks share. The zero value is not usable; call New.
