@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"sync"
@@ -62,14 +63,14 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 	err := w.bound()
 	start := p.Clock.Now()
 	if err == nil {
-		err = unix.Connect(fd, sa)
+		err = os.NewSyscallError("connect", unix.Connect(fd, sa))
 	}
 	// A wait ran out, or a signal cut it short, with the handshake still
 	// going: connect(2) again waits on for the same handshake.
-	for err == unix.EINPROGRESS || err == unix.EALREADY || err == unix.EINTR {
+	for errors.Is(err, unix.EINPROGRESS) || errors.Is(err, unix.EALREADY) || errors.Is(err, unix.EINTR) {
 		if err = ctx.Err(); err == nil {
 			if err = w.bound(); err == nil {
-				err = unix.Connect(fd, sa)
+				err = os.NewSyscallError("connect", unix.Connect(fd, sa))
 			}
 		}
 	}
@@ -82,9 +83,6 @@ func (p *Prober) connect(ctx context.Context, addr netip.AddrPort, keep bool) (c
 		unix.Close(fd)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, 0, kernelrtt.Sample{}, ctxErr
-		}
-		if _, raw := err.(unix.Errno); raw {
-			err = os.NewSyscallError("connect", err)
 		}
 		return nil, 0, kernelrtt.Sample{}, err
 	}
