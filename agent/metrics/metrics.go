@@ -69,14 +69,15 @@ type Agent struct {
 	durations  map[seriesKey]prometheus.Observer // check, phase, dst_os
 	totals     map[seriesKey]prometheus.Counter  // check, dst_os, result
 	kernelRTTs map[seriesKey]prometheus.Observer // dst_os, source
-	// check, dst_os, expected+observed: in a cluster whose CNI enforces no
-	// NetworkPolicy every netpol-deny run mismatches.
+	// check, dst_os, expected (a mismatch observed the other verdict): in a
+	// cluster whose CNI enforces no NetworkPolicy every netpol-deny run
+	// mismatches.
 	mismatches map[seriesKey]prometheus.Counter
 }
 
 // seriesKey holds the label values of a cached series beside src_os, which
 // is the agent's own.
-type seriesKey struct{ a, b, c, d string }
+type seriesKey struct{ a, b, c string }
 
 // New registers the agent's metrics on a fresh registry, with the Go runtime
 // and process collectors (process CPU is the probe-cost panel).
@@ -141,7 +142,7 @@ func (m *Agent) SetClockResolution(r clock.Resolution) {
 func (m *Agent) Observe(r *probe.Result) {
 	dst := r.Dst.OS
 	check := string(r.Check)
-	series(m, m.totals, seriesKey{check, dst, string(r.Outcome), ""}, func() prometheus.Counter {
+	series(m, m.totals, seriesKey{check, dst, string(r.Outcome)}, func() prometheus.Counter {
 		return m.total.WithLabelValues(check, m.srcOS, dst, string(r.Outcome))
 	}).Inc()
 	// Phases of a failed run are partial (a connect that later timed out on
@@ -149,20 +150,20 @@ func (m *Agent) Observe(r *probe.Result) {
 	// successful runs feed the histograms.
 	if r.Succeeded() {
 		for _, p := range r.Phases {
-			series(m, m.durations, seriesKey{check, string(p.Phase), dst, ""}, func() prometheus.Observer {
+			series(m, m.durations, seriesKey{check, string(p.Phase), dst}, func() prometheus.Observer {
 				return m.duration.WithLabelValues(check, string(p.Phase), m.srcOS, dst)
 			}).Observe(p.Duration.Seconds())
 		}
 		if r.KernelRTT.Available() {
 			source := string(r.KernelRTT.Source)
-			series(m, m.kernelRTTs, seriesKey{dst, source, "", ""}, func() prometheus.Observer {
+			series(m, m.kernelRTTs, seriesKey{dst, source, ""}, func() prometheus.Observer {
 				return m.kernelRTT.WithLabelValues(m.srcOS, dst, source)
 			}).Observe(r.KernelRTT.RTT.Seconds())
 		}
 	}
 	if r.Expected != "" && r.Observed != "" && r.Expected != r.Observed {
 		expected, observed := string(r.Expected), string(r.Observed)
-		series(m, m.mismatches, seriesKey{check, dst, expected, observed}, func() prometheus.Counter {
+		series(m, m.mismatches, seriesKey{check, dst, expected}, func() prometheus.Counter {
 			return m.netpolMismatch.WithLabelValues(check, m.srcOS, dst, expected, observed)
 		}).Inc()
 	}
