@@ -10,6 +10,14 @@ write_peers() {
   for ((i = 0; i < $1; i++)); do echo "peer-$i=windows@127.1.$((i / 250)).$((i % 250 + 1))"; done >"$2"
 }
 
+# start_responder NS BIN: network namespace NS with loopback up, and BIN's
+# responder in it answering for every peer, in the background ($! is its PID).
+start_responder() {
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  ip netns exec "$1" "$2" serve --node peers >/dev/null 2>&1 &
+}
+
 # start_agent NS BIN PEERS_FILE N INTERVAL [FLAGS...]: the agent in NS in the
 # background ($! is its PID).
 start_agent() {

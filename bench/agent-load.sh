@@ -37,11 +37,9 @@ bin=${XOSPROBE_BIN:-bin/xosprobe}
 floor=$(mktemp -d)/connectfloor
 go build -o "$floor" ./bench/connectfloor
 ns=xosprobe-bench-$$
-ip netns add "$ns"
 cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; sleep 0.2; ip netns del "$ns" 2>/dev/null || true; rm -rf "$(dirname "$floor")"; }
 trap cleanup EXIT
-ip -n "$ns" link set lo up
-ip netns exec "$ns" "$bin" serve --node peers >/dev/null 2>&1 &
+start_responder "$ns" "$bin"
 server=$!
 sleep 0.5
 

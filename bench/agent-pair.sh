@@ -27,19 +27,13 @@ drop_namespaces() {
 trap 'drop_namespaces; rm -rf "$work"' EXIT
 write_peers "$n" "$work/peers"
 
+bins=("$a" "$b")
 for ((r = 1; r <= rounds; r++)); do
   pids=()
-  for side in 0 1; do
-    bin=$a; [ $side = 1 ] && bin=$b
-    ns=${namespaces[$side]}
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip netns exec "$ns" "$bin" serve --node peers >/dev/null 2>&1 &
-  done
+  for side in 0 1; do start_responder "${namespaces[$side]}" "${bins[$side]}"; done
   sleep 0.5
   for side in 0 1; do
-    bin=$a; [ $side = 1 ] && bin=$b
-    start_agent "${namespaces[$side]}" "$bin" "$work/peers" "$n" 1s
+    start_agent "${namespaces[$side]}" "${bins[$side]}" "$work/peers" "$n" 1s
     pids+=($!)
   done
   sleep 5 # warm up: staggered starts spread over the first interval
