@@ -47,6 +47,12 @@ type Config struct {
 	DNSServer string // cluster DNS host:port for the dns step's direct query; "" skips it
 	// DenyTimeout bounds the netpol steps' wait for a blocked port.
 	DenyTimeout time.Duration
+	// PolicyGrace is how long after its expected verdict changes a netpol
+	// job's mismatches are held back (see lifecycle); 0 holds none.
+	PolicyGrace time.Duration
+	// Warmup is how long a new destination's failures are held back while
+	// nothing toward it has succeeded (see lifecycle); 0 holds none.
+	Warmup time.Duration
 	// KernelRTT chooses where probes' kernel RTT comes from; "" is auto.
 	KernelRTT KernelRTTMode
 
@@ -133,6 +139,11 @@ type Agent struct {
 	denyState map[string]denyState
 	enforced  map[string]*[2]int // dst OS -> {blocked, total}
 	onResult  func(probe.Result) // test hook
+	// excluded is the last exclusion set logged, by node.
+	excluded map[string]ExcludedPeer
+
+	life *lifecycle
+	now  func() time.Time // the lifecycle's clock; tests replace it
 }
 
 type denyState struct {
@@ -151,12 +162,16 @@ func New(cfg Config, src Source, expect Expecter, log *slog.Logger) (*Agent, err
 	if cfg.Scheduler.Interval <= 0 {
 		return nil, errors.New("agent: probe interval must be positive")
 	}
+	if cfg.PolicyGrace < 0 || cfg.Warmup < 0 {
+		return nil, fmt.Errorf("agent: policy grace %s and warm-up %s must not be negative", cfg.PolicyGrace, cfg.Warmup)
+	}
 	if expect == nil {
 		expect = Declared{}
 	}
 	a := &Agent{cfg: cfg, log: log, source: src, expect: expect, prober: probe.New(),
 		metrics: metrics.New(cfg.Self.OS, cfg.Version), why: map[string]string{}, mismatch: map[string]string{},
-		denyState: map[string]denyState{}, enforced: map[string]*[2]int{}}
+		denyState: map[string]denyState{}, enforced: map[string]*[2]int{}, now: time.Now}
+	a.life = newLifecycle(cfg.PolicyGrace, cfg.Warmup, a.now())
 	if cfg.DenyTimeout > 0 {
 		a.prober.DenyTimeout = cfg.DenyTimeout
 	}
@@ -327,12 +342,23 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 		return nil
 	}
 	a.recordSelection(sel)
+	a.recordExcluded(v.Excluded)
 
 	var jobs []scheduler.Job
 	expect := a.expect.Expectations()
 	whys := map[string]string{}
+	var dests []string
+	var expects []jobExpect
 	defer func() {
+		a.life.update(a.now(), dests, expects)
 		a.mu.Lock()
+		for k, why := range whys {
+			// One line per change, naming the deciding policies: what an
+			// operator (or the e2e) reads to see a new expectation.
+			if prev, ok := a.why[k]; ok && prev != why {
+				a.log.Info("NetworkPolicy expectation changed", "job", k, "because", why, "was", prev)
+			}
+		}
 		a.why = whys
 		for k := range a.mismatch {
 			if _, ok := whys[k]; !ok {
@@ -357,13 +383,16 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 			// One peer's checks take turns: each times the peer alone.
 			jobs = append(jobs, scheduler.Job{Key: p.Node + "/" + string(c), Check: c, Target: t, Peer: p.Node, Timeout: timeout})
 		}
+		dests = append(dests, p.Node)
 		add(probe.CheckTCP, probe.Target{Addr: hostPort(p.Ports.TCP)}, 0)
 		add(probe.CheckHTTP, probe.Target{Addr: hostPort(p.Ports.HTTP), HTTPPath: a.cfg.HTTPPath}, 0)
 		for check, port := range map[probe.Check]int{probe.CheckNetpolAllow: p.Ports.Allow, probe.CheckNetpolDeny: p.Ports.Deny} {
 			v, why := expect(p, port)
-			// The whole run is the connect DenyTimeout bounds.
-			add(check, probe.Target{Addr: hostPort(port), Expect: v}, a.prober.DenyTimeout)
+			// The whole run is the connect DenyTimeout bounds. The peer's
+			// responder serves both ports, so a refusal there is a policy.
+			add(check, probe.Target{Addr: hostPort(port), Expect: v, Listening: true}, a.prober.DenyTimeout)
 			whys[p.Node+"/"+string(check)] = why
+			expects = append(expects, jobExpect{key: p.Node + "/" + string(check), verdict: v})
 		}
 	}
 	// dns and service probe each OS's Service once, not once per peer: they
@@ -371,10 +400,12 @@ func (a *Agent) jobs(v View) []scheduler.Job {
 	for _, s := range v.Services {
 		dst := probe.Endpoint{Pod: s.Name, OS: s.OS}
 		if s.FQDN != "" {
+			dests = append(dests, "service/"+s.OS+"/dns")
 			jobs = append(jobs, scheduler.Job{Key: "service/" + s.OS + "/dns", Check: probe.CheckDNS,
 				Target: probe.Target{Src: src, Dst: dst, Name: s.FQDN, DNSServer: a.cfg.DNSServer}})
 		}
 		if s.ClusterIP != "" && s.Port > 0 {
+			dests = append(dests, "service/"+s.OS+"/service")
 			jobs = append(jobs, scheduler.Job{Key: "service/" + s.OS + "/service", Check: probe.CheckService,
 				Target: probe.Target{Src: src, Dst: dst, ServiceAddr: net.JoinHostPort(s.ClusterIP, strconv.Itoa(s.Port)), HTTPPath: a.cfg.HTTPPath}})
 		}
@@ -399,16 +430,38 @@ func (a *Agent) recordSelection(sel peers.Selection) {
 	}
 }
 
+// recordExcluded exports the agents not probed by OS and reason, and logs
+// each node once when it becomes excluded, changes reason or comes back.
+func (a *Agent) recordExcluded(ex []ExcludedPeer) {
+	a.metrics.PeersExcluded.Reset()
+	now := make(map[string]ExcludedPeer, len(ex))
+	for _, e := range ex {
+		a.metrics.PeersExcluded.WithLabelValues(e.OS, e.Reason).Inc()
+		now[e.Node] = e
+	}
+	a.mu.Lock()
+	prev := a.excluded
+	a.excluded = now
+	a.mu.Unlock()
+	for node, e := range now {
+		if prev[node] != e {
+			a.log.Info("peer not probed", "dst_node", node, "dst_os", e.OS, "reason", e.Reason)
+		}
+	}
+	for node, e := range prev {
+		if _, ok := now[node]; !ok {
+			a.log.Info("peer no longer excluded", "dst_node", node, "dst_os", e.OS, "was", e.Reason)
+		}
+	}
+}
+
 // runJob is the hot path: one probe run, its metrics and its report.
 func (a *Agent) runJob(ctx context.Context, j scheduler.Job) {
 	res := a.prober.Func(j.Check)(ctx, j.Target)
 	if res.Outcome == probe.OutcomeCanceled {
 		return // the peer left or we are stopping: not a measurement
 	}
-	a.metrics.Observe(&res)
-	if res.Expected != "" {
-		a.noteVerdict(j.Key, &res)
-	}
+	a.judge(j, &res)
 	if a.report != nil {
 		a.report.Add(toWire(&res))
 	}
@@ -417,11 +470,41 @@ func (a *Agent) runJob(ctx context.Context, j scheduler.Job) {
 	}
 }
 
+// judge records a run in the metrics: counted, or held back by the
+// lifecycle (warm-up, policy grace) so that no failure ratio, mismatch or
+// alert sees it.
+func (a *Agent) judge(j scheduler.Job, res *probe.Result) {
+	dest := j.Peer
+	if dest == "" {
+		dest = j.Key // a probe Service
+	}
+	jd := a.life.judge(a.now(), dest, j.Key, res)
+	if jd.isFirstSuccess {
+		a.metrics.SetTimeToFirstSuccess(res.Dst.OS, jd.firstSuccess)
+		a.log.Info("first success toward this OS", "dst_os", res.Dst.OS, "check", res.Check, "after", jd.firstSuccess)
+	}
+	if jd.isRealized {
+		a.metrics.ObserveRealization(res.Check, res.Dst.OS, jd.realized)
+		a.log.Info("NetworkPolicy change realized", "check", res.Check, "dst_node", res.Dst.Node, "dst_os", res.Dst.OS,
+			"verdict", res.Observed, "after", jd.realized)
+	}
+	if jd.hold != "" {
+		a.metrics.ObserveHeld(res, jd.hold)
+		a.log.Debug("failure held back", "hold", jd.hold, "check", res.Check, "dst_node", res.Dst.Node, "outcome", res.Outcome)
+		return
+	}
+	a.metrics.Observe(res)
+	if res.Expected != "" {
+		a.noteVerdict(j.Key, res)
+	}
+}
+
 // noteVerdict logs a NetworkPolicy mismatch once each time it starts or
 // changes, with the policies that decided the expectation, and once when it clears.
 func (a *Agent) noteVerdict(key string, r *probe.Result) {
 	state := ""
-	if r.Observed != "" && r.Observed != r.Expected {
+	// An unknown expectation (VerdictUnknown) is never a mismatch.
+	if r.Observed != "" && r.Expected != probe.VerdictUnknown && r.Observed != r.Expected {
 		state = string(r.Expected) + "/" + string(r.Observed)
 	}
 	a.mu.Lock()

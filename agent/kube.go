@@ -8,8 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/xosprobe/xosprobe/agent/discovery"
+	"github.com/xosprobe/xosprobe/agent/netpol"
 	"github.com/xosprobe/xosprobe/probe"
-	"github.com/xosprobe/xosprobe/probe/netpol"
 )
 
 // KubeSource turns the informer-backed discovery snapshot into the agent's View.
@@ -30,6 +30,9 @@ func (k KubeSource) View() View {
 	}
 	for _, p := range s.Peers {
 		add(p)
+	}
+	for _, e := range s.Excluded {
+		v.Excluded = append(v.Excluded, ExcludedPeer{Node: e.Node, OS: e.OS, Reason: e.Reason})
 	}
 	for _, svc := range s.Services {
 		v.Services = append(v.Services, ServiceInfo{OS: svc.OS, Name: svc.Name, FQDN: svc.FQDN, ClusterIP: svc.ClusterIP, Port: int(svc.Port)})
@@ -70,16 +73,39 @@ func (e PolicyExpecter) Expectations() ExpectFunc {
 				Port: netpol.Port{Number: int32(port)}, Protocol: corev1.ProtocolTCP,
 			})
 			if err == nil {
-				v := probe.VerdictDeny
-				if a.Verdict == netpol.Allow {
-					v = probe.VerdictAllow
+				switch a.Verdict {
+				case netpol.Allow:
+					return probe.VerdictAllow, deciding(a)
+				case netpol.Deny:
+					return probe.VerdictDeny, deciding(a)
+				default:
+					return probe.VerdictUnknown, unknownWhy(a)
 				}
-				return v, deciding(a)
 			}
 		}
 		v, why := declared(dst, port)
 		return v, why + " (evaluator: " + err.Error() + ")"
 	}
+}
+
+// unknownWhy names what makes an expectation unknown: the unmodelled policy
+// kinds and objects, or the modelled rules that cannot be decided, followed by
+// what the modelled policies alone decide.
+func unknownWhy(a *netpol.Answer) string {
+	var parts []string
+	if len(a.Unmodelled) > 0 {
+		objs := make([]string, len(a.Unmodelled))
+		for i, f := range a.Unmodelled {
+			objs[i] = f.String()
+		}
+		parts = append(parts, "unmodelled policies: "+strings.Join(objs, ", "))
+	}
+	for _, d := range []*netpol.DirectionResult{a.Egress, a.Ingress} {
+		if d != nil && len(d.Uncertain) > 0 {
+			parts = append(parts, fmt.Sprintf("%s of %s: %s", d.Direction, d.Pod, strings.Join(d.Uncertain, "; ")))
+		}
+	}
+	return "UNKNOWN: " + strings.Join(parts, "; ") + "; modelled policies alone: " + deciding(a)
 }
 
 // deciding names the policies behind an answer, for the mismatch log.
@@ -88,6 +114,21 @@ func deciding(a *netpol.Answer) string {
 	for _, d := range []*netpol.DirectionResult{a.Egress, a.Ingress} {
 		if d == nil {
 			continue
+		}
+		var cluster []string
+		for _, c := range d.Cluster {
+			s := fmt.Sprintf("%s rule %d %s", c.Policy, c.Rule, c.Action)
+			if c.RuleName != "" {
+				s = fmt.Sprintf("%s rule %d (%s) %s", c.Policy, c.Rule, c.RuleName, c.Action)
+			}
+			cluster = append(cluster, s)
+		}
+		switch {
+		case d.DecidedBy == netpol.LayerAdmin || d.DecidedBy == netpol.LayerBaseline:
+			parts = append(parts, fmt.Sprintf("%s of %s %s by %s", d.Direction, d.Pod, map[bool]string{true: "allowed", false: "denied"}[d.Allowed], strings.Join(cluster, ", then ")))
+			continue
+		case len(cluster) > 0:
+			parts = append(parts, fmt.Sprintf("%s of %s passed on by %s", d.Direction, d.Pod, strings.Join(cluster, ", ")))
 		}
 		switch {
 		case d.Unrestricted():
@@ -106,5 +147,5 @@ func deciding(a *netpol.Answer) string {
 			parts = append(parts, fmt.Sprintf("%s of %s isolated by %s and no rule allows it", d.Direction, d.Pod, strings.Join(pols, ", ")))
 		}
 	}
-	return string(a.Verdict) + ": " + strings.Join(parts, "; ")
+	return string(a.Modelled) + ": " + strings.Join(parts, "; ")
 }

@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/xosprobe/xosprobe/agent/discovery"
@@ -68,6 +69,9 @@ func startDiscovery(t *testing.T, objs ...any) *discovery.Discovery {
 		case *networkingv1.NetworkPolicy:
 			_, err := client.NetworkingV1().NetworkPolicies(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
 			require.NoError(t, err)
+		case *metav1.APIResourceList: // a kind the API server serves
+			fd := client.Discovery().(*fakediscovery.FakeDiscovery)
+			fd.Resources = append(fd.Resources, o)
 		}
 	}
 	d, err := discovery.New(discovery.Config{Client: client, Namespace: ns, PodName: "agent-lin-1", NodeName: "lin-1",
@@ -119,4 +123,18 @@ func TestNoPolicyMeansAllowExpected(t *testing.T) {
 	verdict, why := expect(PeerInfo{Pod: "agent-win-1", Ports: DefaultPorts}, DefaultPorts.Deny)
 	assert.Equal(t, probe.VerdictAllow, verdict, "without policies even the deny port is open")
 	assert.Contains(t, why, "no policy selects it")
+}
+
+func TestUnseenPolicyKindMeansUnknownExpected(t *testing.T) {
+	// A Calico GlobalNetworkPolicy kind is served but this discovery has no
+	// dynamic client to read it: the expectation is unknown, never a guess.
+	gnp := &metav1.APIResourceList{GroupVersion: "projectcalico.org/v3", APIResources: []metav1.APIResource{
+		{Name: "globalnetworkpolicies", Kind: "GlobalNetworkPolicy", Verbs: metav1.Verbs{"list", "watch"}}}}
+	d := startDiscovery(t, node("lin-1", "linux"), node("win-1", "windows"),
+		agentPod("agent-lin-1", "lin-1", "10.244.1.5"), agentPod("agent-win-1", "win-1", "10.244.2.5"), denyPortPolicy(), gnp)
+	expect := PolicyExpecter{D: d, Namespace: ns, SelfPod: "agent-lin-1", Log: slog.New(slog.DiscardHandler)}.Expectations()
+	verdict, why := expect(PeerInfo{Pod: "agent-win-1", Ports: DefaultPorts}, DefaultPorts.Deny)
+	assert.Equal(t, probe.VerdictUnknown, verdict, why)
+	assert.Contains(t, why, "GlobalNetworkPolicy.projectcalico.org (objects not visible)")
+	assert.Contains(t, why, "modelled policies alone: DENY")
 }

@@ -37,9 +37,16 @@ type ServiceInfo struct {
 	Port                      int
 }
 
+// ExcludedPeer is an agent that exists but is not probed: it is starting,
+// going away or on a node being emptied (see discovery.Excluded).
+type ExcludedPeer struct {
+	Node, OS, Reason string
+}
+
 // View is what the agent knows of the cluster at one moment.
 type View struct {
 	Peers    []PeerInfo // may include the agent itself; it is never probed
+	Excluded []ExcludedPeer
 	Services []ServiceInfo
 	// Synced is false until the source has a complete picture; the agent is
 	// not ready before.

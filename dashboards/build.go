@@ -35,6 +35,10 @@ const (
 	mReporterDropped    = "xosprobe_reporter_dropped_results_total"
 	mReporterSendErrors = "xosprobe_reporter_send_errors_total"
 	mBuildInfo          = "xosprobe_build_info"
+	mProbeHeld          = "xosprobe_probe_held_total"
+	mPeersExcluded      = "xosprobe_peers_excluded"
+	mRealization        = "xosprobe_policy_realization_seconds"
+	mFirstSuccess       = "xosprobe_agent_time_to_first_success_seconds"
 
 	// Aggregator.
 	mDelta             = "xosprobe_cross_os_delta_seconds"

@@ -59,6 +59,12 @@ func synthetic() string {
 				add(mKernelRTT+"_bucket"+l(fmt.Sprintf(`%s, source="tcp_info", le="%s"`, od, le)), counter(4+3*i))
 			}
 			add(mPeers+l(fmt.Sprintf(`dst_os="%s", reason="hash"`, dst)), gauge("3"))
+			add(mPeersExcluded+l(fmt.Sprintf(`dst_os="%s", reason="node_cordoned"`, dst)), gauge("1"))
+			add(mProbeHeld+l(fmt.Sprintf(`check="tcp", %s, result="connect_refused", hold="warmup"`, od)), counter(1))
+			for i, le := range []string{"10", "60", "+Inf"} {
+				add(mRealization+"_bucket"+l(fmt.Sprintf(`check="netpol-deny", %s, le="%s"`, od, le)), counter(1+i))
+			}
+			add(mFirstSuccess+l(od), gauge("2.5"))
 		}
 		add(mProbeLoops+l(""), gauge("36"))
 		add(mProbeSkipped+l(`check="tcp"`), counter(1))

@@ -80,6 +80,22 @@ func health() *dashboard.DashboardBuilder {
 			"Runs skipped because the concurrency limit stayed full for a whole interval.",
 			"ops", rangeQ(fmt.Sprintf("sum by (node, check) %s", forOS(fmt.Sprintf("rate(%s[$__rate_interval])", agentSel(mProbeSkipped)))), "{{node}} {{check}}")))
 
+	d = d.WithRow(row("Lifecycle")).
+		WithPanel(timeSeries("Peers not probed",
+			"Agents the selected agents do not probe, by destination OS and reason: not_ready, terminating, no_ip (pods starting or going away), node_cordoned, node_draining (nodes being emptied), node_unknown. A rollout or a drain shows here, not as failures.",
+			"none", rangeQ(fmt.Sprintf("sum by (dst_os, reason) %s", forOS(agentSel(mPeersExcluded))), "{{dst_os}} {{reason}}"))).
+		WithPanel(timeSeries("Pending failures",
+			"Failed runs held back from the failure ratio and the alerts: warmup (nothing toward a new peer has succeeded yet) or grace (the expected NetworkPolicy verdict just changed and the network may not have applied it).",
+			"ops", rangeQ(fmt.Sprintf("sum by (check, hold, result) %s", forOS(fmt.Sprintf("rate(%s[$__rate_interval])", agentSel(mProbeHeld)))), "{{check}} {{hold}} {{result}}"))).
+		WithPanel(timeSeries("Policy realization latency p90",
+			"Time from a change of an expected NetworkPolicy verdict to the first run observing it, per destination OS, over the last hour: on Windows the HNS ACL programming time.",
+			"s", rangeQ(fmt.Sprintf("histogram_quantile(0.9, sum by (le, dst_os) %s)", forOS(fmt.Sprintf("rate(%s[1h])", agentSel(mRealization+"_bucket")))), "-> {{dst_os}}"))).
+		WithPanel(tablePanel("Time to first success",
+			"Per agent and destination OS, the time from the agent's start to its first successful connection: its warm-up.",
+			[]string{"node", "dst_os"}, []string{"seconds"},
+			instantQ(fmt.Sprintf("max by (node, dst_os) %s", forOS(agentSel(mFirstSuccess))))).
+			Unit("s"))
+
 	cpu := fmt.Sprintf("rate(%s[$__rate_interval])", agentSel("process_cpu_seconds_total"))
 	d = d.WithRow(row("Cost")).
 		WithPanel(timeSeries("CPU",

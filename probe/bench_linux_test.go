@@ -119,7 +119,7 @@ func BenchmarkCheck(b *testing.B) {
 		{CheckHTTP, Target{Addr: pe.http}},
 		{CheckService, Target{ServiceAddr: pe.http}},
 		{CheckNetpolAllow, Target{Addr: pe.tcp, Expect: VerdictAllow}},
-		{CheckNetpolDeny, Target{Addr: closed, Expect: VerdictDeny}},
+		{CheckNetpolDeny, Target{Addr: closed, Expect: VerdictDeny, Listening: true}}, // a rejecting policy
 	}
 	for _, tc := range targets {
 		b.Run(string(tc.check), func(b *testing.B) {

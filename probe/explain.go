@@ -37,6 +37,12 @@ func (o Outcome) Explain() string {
 	case OutcomeUnexpectedBlock:
 		return "NetworkPolicy should allow this connection but it was blocked: check the source's egress and the destination's ingress policies, " +
 			"and how the CNI implements them"
+	case OutcomeInconclusive:
+		return "the connection was refused: a policy that rejects, or nothing listening on that port, so it proves nothing about NetworkPolicy; " +
+			"aim --deny-target at a port that listens (an agent's deny port), or run check in an agent pod with no flags"
+	case OutcomeExpectationUnknown:
+		return "the policies that decide this traffic include kinds the evaluator cannot see (CNI policy CRDs, unreadable or ambiguous ones), " +
+			"so the result is observed but not judged; `xosprobe policy explain` names them"
 	case OutcomeBadTarget:
 		return "the input is malformed; see the detail"
 	case OutcomeCanceled:

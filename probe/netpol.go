@@ -14,7 +14,8 @@ func (p *Prober) NetpolAllow(ctx context.Context, t Target) Result {
 
 // NetpolDeny connects to the port NetworkPolicy should deny. A timeout,
 // reset or refusal is the passing outcome when Expect is deny; a completed
-// handshake is OutcomePolicyNotEnforced.
+// handshake is OutcomePolicyNotEnforced. A refusal counts as blocked only
+// when Target.Listening; otherwise it is OutcomeInconclusive.
 func (p *Prober) NetpolDeny(ctx context.Context, t Target) Result {
 	return p.netpol(ctx, CheckNetpolDeny, t)
 }
@@ -27,8 +28,8 @@ func (p *Prober) NetpolDeny(ctx context.Context, t Target) Result {
 func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 	r := p.begin(c, t, t.Addr)
 	r.Expected = t.Expect
-	if t.Expect != VerdictAllow && t.Expect != VerdictDeny {
-		r.fail(OutcomeBadTarget, fmt.Errorf("expected verdict %q: want allow or deny", t.Expect))
+	if t.Expect != VerdictAllow && t.Expect != VerdictDeny && t.Expect != VerdictUnknown {
+		r.fail(OutcomeBadTarget, fmt.Errorf("expected verdict %q: want allow, deny or unknown (empty)", t.Expect))
 		return r
 	}
 	if err := validateHostPort("target address", t.Addr); err != nil {
@@ -45,7 +46,13 @@ func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 		r.Observed = VerdictAllow
 	} else {
 		switch r.Outcome {
-		case OutcomeConnectTimeout, OutcomeReset, OutcomeConnectRefused, OutcomeUnreachable:
+		case OutcomeConnectRefused:
+			if !t.Listening {
+				return refusedInconclusive(r, t)
+			}
+			// The port listens, so the refusal is a policy that rejects.
+			r.Observed = VerdictDeny
+		case OutcomeConnectTimeout, OutcomeReset, OutcomeUnreachable:
 			// Policy engines drop (timeout) or reject (RST / ICMP): all are "blocked".
 			r.Observed = VerdictDeny
 		case OutcomeCanceled:
@@ -56,6 +63,10 @@ func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 	}
 	blockedBy := r.Outcome
 	switch {
+	case t.Expect == VerdictUnknown:
+		// Observe only: with no expectation there is nothing to enforce.
+		r.Outcome = OutcomeExpectationUnknown
+		r.Detail = fmt.Sprintf("observed %s; the expected verdict is unknown", r.Observed)
 	case r.Observed == t.Expect:
 		r.Outcome = OutcomeSuccess
 		if r.Observed == VerdictDeny {
@@ -65,6 +76,18 @@ func (p *Prober) netpol(ctx context.Context, c Check, t Target) Result {
 		r.fail(OutcomePolicyNotEnforced, fmt.Errorf("connection to %s completed; NetworkPolicy should deny it", t.Addr))
 	default:
 		r.fail(OutcomeUnexpectedBlock, fmt.Errorf("connection to %s blocked (%s: %s); NetworkPolicy should allow it", t.Addr, blockedBy, r.Detail))
+	}
+	return r
+}
+
+// refusedInconclusive judges a refused connect toward a port not known to
+// listen: a rejecting policy and a closed port look the same, so no verdict
+// is observed. Expecting deny, the run proves nothing (OutcomeInconclusive);
+// expecting allow, the port is unreachable either way, which stays the
+// connect_refused failure without blaming a policy.
+func refusedInconclusive(r Result, t Target) Result {
+	if t.Expect == VerdictDeny {
+		r.fail(OutcomeInconclusive, fmt.Errorf("connection to %s refused: a policy that rejects, or nothing listening", t.Addr))
 	}
 	return r
 }

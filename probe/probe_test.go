@@ -329,7 +329,12 @@ func TestNetpol(t *testing.T) {
 	listening := func(expect Verdict) func(*testing.T) Target {
 		return func(t *testing.T) Target { return Target{Addr: tcpServer(t, nil), Expect: expect} }
 	}
+	// A refusal by a port known to listen stands for a policy that rejects.
 	blocked := func(expect Verdict) func(*testing.T) Target {
+		return func(t *testing.T) Target { return Target{Addr: closedPort(t), Expect: expect, Listening: true} }
+	}
+	// The same refusal toward a port nobody vouches for: maybe nothing listens.
+	refused := func(expect Verdict) func(*testing.T) Target {
 		return func(t *testing.T) Target { return Target{Addr: closedPort(t), Expect: expect} }
 	}
 	for _, check := range []Check{CheckNetpolAllow, CheckNetpolDeny} {
@@ -339,7 +344,11 @@ func TestNetpol(t *testing.T) {
 				{name: "denied and blocked", target: blocked(VerdictDeny), want: OutcomeSuccess},
 				{name: "denied but open", target: listening(VerdictDeny), want: OutcomePolicyNotEnforced, phases: []Phase{PhaseConnect}},
 				{name: "allowed but blocked", target: blocked(VerdictAllow), want: OutcomeUnexpectedBlock},
-				{name: "no expectation", target: listening(VerdictUnknown), want: OutcomeBadTarget},
+				{name: "denied, refused, not known to listen", target: refused(VerdictDeny), want: OutcomeInconclusive},
+				{name: "allowed, refused, not known to listen", target: refused(VerdictAllow), want: OutcomeConnectRefused},
+				{name: "unknown expectation, open", target: listening(VerdictUnknown), want: OutcomeExpectationUnknown, phases: []Phase{PhaseConnect}},
+				{name: "unknown expectation, blocked", target: blocked(VerdictUnknown), want: OutcomeExpectationUnknown},
+				{name: "unsupported expectation", target: func(t *testing.T) Target { return Target{Addr: "127.0.0.1:1", Expect: "maybe"} }, want: OutcomeBadTarget},
 				{name: "malformed address", target: func(*testing.T) Target { return Target{Addr: "x", Expect: VerdictDeny} }, want: OutcomeBadTarget},
 			})
 		})
@@ -347,9 +356,28 @@ func TestNetpol(t *testing.T) {
 }
 
 func TestNetpolRecordsVerdicts(t *testing.T) {
-	r := New().NetpolDeny(context.Background(), Target{Addr: tcpServer(t, nil), Expect: VerdictDeny})
-	assert.Equal(t, VerdictDeny, r.Expected)
-	assert.Equal(t, VerdictAllow, r.Observed)
+	tests := []struct {
+		name      string
+		addr      func(*testing.T) string
+		listening bool
+		observed  Verdict
+		detail    string
+	}{
+		{name: "connected", addr: func(t *testing.T) string { return tcpServer(t, nil) }, observed: VerdictAllow},
+		{name: "refused by a listening port", addr: closedPort, listening: true, observed: VerdictDeny,
+			detail: "blocked as expected (connect_refused)"},
+		// No verdict is observed, so nothing counts as a mismatch or as enforcement.
+		{name: "refused, nothing known to listen", addr: closedPort, observed: VerdictUnknown,
+			detail: "refused: a policy that rejects, or nothing listening"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New().NetpolDeny(context.Background(), Target{Addr: tc.addr(t), Expect: VerdictDeny, Listening: tc.listening})
+			assert.Equal(t, VerdictDeny, r.Expected)
+			assert.Equal(t, tc.observed, r.Observed)
+			assert.Contains(t, r.Detail, tc.detail)
+		})
+	}
 }
 
 func TestEveryCheckHasAFunc(t *testing.T) {

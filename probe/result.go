@@ -52,6 +52,14 @@ const (
 	OutcomeHTTPProtocol      Outcome = "http_protocol" // the peer did not speak HTTP/1.1
 	OutcomePolicyNotEnforced Outcome = "policy_not_enforced"
 	OutcomeUnexpectedBlock   Outcome = "unexpected_block"
+	// OutcomeInconclusive: a netpol-deny connect was refused by a port not
+	// known to listen: a policy that rejects, or nothing listening. Neither
+	// a pass nor a failure; it proves nothing about enforcement.
+	OutcomeInconclusive Outcome = "inconclusive"
+	// OutcomeExpectationUnknown: a netpol check ran without an expected
+	// verdict (VerdictUnknown: policies decide it that the evaluator cannot
+	// see); Observed says what happened, nothing is judged.
+	OutcomeExpectationUnknown Outcome = "expectation_unknown"
 
 	OutcomeBadTarget Outcome = "bad_target" // the Target lacks or malforms what the check needs
 	OutcomeCanceled  Outcome = "canceled"   // the caller canceled the run
@@ -75,6 +83,8 @@ const (
 type Verdict string
 
 const (
+	// VerdictUnknown, as an expectation, means the policies that decide the
+	// traffic cannot all be seen; as an observation, that none was made.
 	VerdictUnknown Verdict = ""
 	VerdictAllow   Verdict = "allow"
 	VerdictDeny    Verdict = "deny"
@@ -105,6 +115,11 @@ type Target struct {
 	ServiceAddr string `json:"serviceAddr,omitempty"`
 	// Expect is the NetworkPolicy verdict the evaluator predicts for Addr.
 	Expect Verdict `json:"expect,omitempty"`
+	// Listening says a server is known to listen on Addr (an agent's
+	// responder serves it), so a refused connect there is a policy that
+	// rejects. Toward any other address a refusal may just be a closed port:
+	// the netpol checks call it inconclusive, never enforced.
+	Listening bool `json:"listening,omitempty"`
 }
 
 // PhaseDuration is one timed phase of a check.

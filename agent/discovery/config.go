@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -21,6 +23,9 @@ const (
 	// missing RBAC rule makes the reflector retry forever; the timeout turns that
 	// into an error that names the informers that did not sync.
 	DefaultSyncTimeout = 2 * time.Minute
+	// DefaultPolicyRediscoverInterval is how often API discovery looks for
+	// policy kinds that appeared or went away.
+	DefaultPolicyRediscoverInterval = 5 * time.Minute
 )
 
 // Config is what the agent knows about itself before it talks to the API server.
@@ -56,10 +61,22 @@ type Config struct {
 	SyncTimeout time.Duration
 
 	// WatchNetworkPolicies adds cluster-wide NetworkPolicy and Namespace
-	// informers for the probe/netpol evaluator. Off, the RBAC for those two
+	// informers for the agent/netpol evaluator. Off, the RBAC for those two
 	// resources can be omitted and the List methods for them return
 	// ErrPoliciesNotWatched.
 	WatchNetworkPolicies bool
+
+	// Dynamic lists and watches the policy kinds only some clusters serve
+	// (policy.networking.k8s.io and CNI policy CRDs), found through API
+	// discovery when WatchNetworkPolicies is on. Without it, served kinds are
+	// reported as unreadable, so expectations they could change are unknown.
+	Dynamic dynamic.Interface
+	// APIDiscovery answers API discovery; Client.Discovery() if nil.
+	APIDiscovery discovery.DiscoveryInterface
+	// PolicyRediscoverInterval repeats that API discovery, so CRDs installed
+	// after the agent started are followed; DefaultPolicyRediscoverInterval
+	// if zero.
+	PolicyRediscoverInterval time.Duration
 
 	// Logger receives the package's logs; nil discards them.
 	Logger *slog.Logger
@@ -119,6 +136,15 @@ func (c Config) normalized() (Config, labels.Selector, error) {
 	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = DefaultSyncTimeout
+	}
+	if c.PolicyRediscoverInterval < 0 {
+		errs = append(errs, errors.New("PolicyRediscoverInterval must not be negative"))
+	}
+	if c.PolicyRediscoverInterval == 0 {
+		c.PolicyRediscoverInterval = DefaultPolicyRediscoverInterval
+	}
+	if c.APIDiscovery == nil && c.Client != nil {
+		c.APIDiscovery = c.Client.Discovery()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -71,6 +73,8 @@ type Discovery struct {
 	slices     discoverylisters.EndpointSliceLister // nil without Services
 	policies   networkinglisters.NetworkPolicyLister
 	namespaces corelisters.NamespaceLister
+	// policy follows the policy kinds found through API discovery.
+	policy clusterPolicies
 
 	// dirty asks for a rebuild; changes and policyChanges tell consumers.
 	// All three hold at most one pending signal.
@@ -123,6 +127,7 @@ func New(cfg Config) (*Discovery, error) {
 		changes:       make(chan struct{}, 1),
 		policyChanges: make(chan struct{}, 1),
 		minInterval:   minRebuildInterval,
+		policy:        clusterPolicies{kinds: map[schema.GroupKind]*policyKind{}},
 	}
 	if err := d.setup(); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
@@ -206,11 +211,14 @@ func (d *Discovery) Run(ctx context.Context) error {
 		return errors.New("discovery: Run called more than once")
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	var rediscovery sync.WaitGroup
 	defer func() {
 		cancel()
 		for _, f := range d.factories {
 			f.Shutdown() // waits for the informer goroutines
 		}
+		rediscovery.Wait()
+		d.stopPolicyInformers()
 	}()
 
 	start := time.Now()
@@ -219,6 +227,15 @@ func (d *Discovery) Run(ctx context.Context) error {
 	}
 	if err := d.waitForSync(ctx); err != nil {
 		return err
+	}
+
+	if d.cfg.WatchNetworkPolicies {
+		d.discoverPolicies(ctx)
+		rediscovery.Add(1)
+		go func() {
+			defer rediscovery.Done()
+			d.rediscoverPolicies(ctx, d.cfg.PolicyRediscoverInterval)
+		}()
 	}
 
 	// Everything that arrived so far is in the caches; build from them now.

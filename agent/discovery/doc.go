@@ -15,7 +15,7 @@
 //   - endpointslices: EndpointSlices in Config.Namespace with the label
 //     selector kubernetes.io/service-name in (<service names>).
 //   - with Config.WatchNetworkPolicies only: all NetworkPolicies and all
-//     Namespaces, for the probe/netpol evaluator. Pods are deliberately not
+//     Namespaces, for the agent/netpol evaluator. Pods are deliberately not
 //     watched cluster-wide (too costly on 5,000 nodes): the netpol checks judge
 //     agent-to-agent traffic, so the agent pods are all the evaluator needs.
 //     ListPods, ListNamespaces and ListNetworkPolicies have the method set of
@@ -31,6 +31,15 @@
 // pod IP and a node, and it is not terminating (deletionTimestamp set). One
 // peer per node: if a node has two such pods (a DaemonSet surge update), the
 // newer one is used. This agent's own node is never a peer.
+//
+// A ready agent on a node that is cordoned (spec.unschedulable or the
+// node.kubernetes.io/unschedulable taint) or that a node autoscaler is about
+// to remove (its ToBeDeletedByClusterAutoscaler or karpenter.sh/disrupted
+// taint) is not a peer either. Every other node whose agent is not a peer is
+// listed in Snapshot.Excluded with the reason (not_ready, terminating, no_ip,
+// node_cordoned, node_draining, node_unknown): such agents are starting or
+// going away, so they are not probed, only counted, and nothing they would
+// fail can page.
 //
 // A peer also needs its Node in the cache, because the OS and zone come from
 // the Node's kubernetes.io/os and topology.kubernetes.io/zone labels. A pod

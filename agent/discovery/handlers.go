@@ -89,10 +89,15 @@ func signal(ch chan struct{}) {
 type podView struct {
 	node, ip, os string
 	probeable    bool
+	exclusion    string
 }
 
 func viewPod(p *corev1.Pod) podView {
-	return podView{node: p.Spec.NodeName, ip: p.Status.PodIP, os: podOS(p), probeable: probeable(p)}
+	v := podView{node: p.Spec.NodeName, ip: p.Status.PodIP, os: podOS(p), probeable: probeable(p)}
+	if !v.probeable {
+		v.exclusion = podExclusion(p)
+	}
+	return v
 }
 
 func podDiff(o, n *corev1.Pod) effect {
@@ -112,7 +117,8 @@ func podDiff(o, n *corev1.Pod) effect {
 
 func nodeDiff(o, n *corev1.Node) effect {
 	if o.Labels[corev1.LabelOSStable] != n.Labels[corev1.LabelOSStable] ||
-		o.Labels[corev1.LabelTopologyZone] != n.Labels[corev1.LabelTopologyZone] {
+		o.Labels[corev1.LabelTopologyZone] != n.Labels[corev1.LabelTopologyZone] ||
+		nodeExclusion(o) != nodeExclusion(n) {
 		return affectsPeers
 	}
 	return 0

@@ -27,6 +27,36 @@ type Peer struct {
 	Ready bool
 }
 
+// Excluded is an agent on another node that is not a peer, and why. Such
+// agents are starting, going away, or on a node being emptied: their failures
+// would be lifecycle, not network, so they are not probed at all (rather than
+// probed with their failures labelled) and only counted.
+type Excluded struct {
+	Node string
+	// OS is as for Peer; empty when neither the Node nor the pod says.
+	OS     string
+	Pod    string
+	Reason string // one of the Excluded* reasons
+}
+
+// Why an agent is not a peer: bounded values, the `reason` label of
+// xosprobe_peers_excluded.
+const (
+	ExcludedNotReady     = "not_ready"     // not Running, or its Ready condition is not True
+	ExcludedTerminating  = "terminating"   // deletionTimestamp set
+	ExcludedNoIP         = "no_ip"         // running without a pod IP
+	ExcludedNodeCordoned = "node_cordoned" // spec.unschedulable or the node.kubernetes.io/unschedulable taint
+	ExcludedNodeDraining = "node_draining" // a node autoscaler's taint: the node is about to be removed
+	ExcludedNodeUnknown  = "node_unknown"  // the pod's Node is not (or no longer) in the cache
+)
+
+// Taints node autoscalers set on a node they are about to remove.
+var drainingTaints = []string{
+	"ToBeDeletedByClusterAutoscaler", // cluster-autoscaler
+	"karpenter.sh/disrupted",         // Karpenter v1
+	"karpenter.sh/disruption",        // Karpenter before v1
+}
+
 // ServiceEndpoint is one per-OS probe Service, resolved from the caches.
 type ServiceEndpoint struct {
 	OS        string
@@ -55,6 +85,10 @@ type Snapshot struct {
 	// Peers has one entry per other node with a probe-able agent, sorted by
 	// node name.
 	Peers []Peer
+	// Excluded has one entry per other node whose agent is not probed, sorted
+	// by node name. A node with a probe-able agent is never listed, even
+	// while a second agent pod on it starts (a surge update).
+	Excluded []Excluded
 	// Services holds the probe Services that exist, keyed by OS. A configured
 	// Service that does not exist has no entry.
 	Services map[string]ServiceEndpoint
@@ -66,13 +100,15 @@ type Snapshot struct {
 // Clone returns a deep copy of s.
 func (s Snapshot) Clone() Snapshot {
 	s.Peers = slices.Clone(s.Peers)
+	s.Excluded = slices.Clone(s.Excluded)
 	s.Services = maps.Clone(s.Services)
 	return s
 }
 
 // sameContent reports whether s and o differ only in Generation.
 func (s Snapshot) sameContent(o Snapshot) bool {
-	return s.Self == o.Self && slices.Equal(s.Peers, o.Peers) && maps.Equal(s.Services, o.Services)
+	return s.Self == o.Self && slices.Equal(s.Peers, o.Peers) && slices.Equal(s.Excluded, o.Excluded) &&
+		maps.Equal(s.Services, o.Services)
 }
 
 // source is the read side of the informer caches. The Discovery implements it
@@ -105,13 +141,31 @@ func build(cfg *Config, src source) (Snapshot, report) {
 	// One pod per node. During a DaemonSet surge update a node briefly has
 	// two ready agents; the newer one is the one that stays.
 	chosen := make(map[string]*corev1.Pod)
+	// The newest agent pod of each node that has none probe-able: it says
+	// why the node's agent is excluded. Unscheduled pods belong to no node.
+	unprobeable := make(map[string]*corev1.Pod)
 	for _, p := range src.agentPods() {
-		if !probeable(p) || p.Spec.NodeName == cfg.NodeName {
+		if p.Spec.NodeName == cfg.NodeName || p.Spec.NodeName == "" {
 			continue
 		}
-		if cur, ok := chosen[p.Spec.NodeName]; !ok || newer(p, cur) {
-			chosen[p.Spec.NodeName] = p
+		pick := chosen
+		if !probeable(p) {
+			pick = unprobeable
 		}
+		if cur, ok := pick[p.Spec.NodeName]; !ok || newer(p, cur) {
+			pick[p.Spec.NodeName] = p
+		}
+	}
+	var excluded []Excluded
+	for name, p := range unprobeable {
+		if _, ok := chosen[name]; ok {
+			continue
+		}
+		osName := podOS(p)
+		if n := src.node(name); n != nil {
+			osName = osOf(n, p)
+		}
+		excluded = append(excluded, Excluded{Node: name, OS: osName, Pod: p.Name, Reason: podExclusion(p)})
 	}
 	peers := make([]Peer, 0, len(chosen))
 	for name, p := range chosen {
@@ -120,6 +174,11 @@ func build(cfg *Config, src source) (Snapshot, report) {
 			// Not yet in the cache, or the node is gone and the pod awaits
 			// garbage collection: in both cases it is not a peer.
 			rep.podsOnUnknownNodes++
+			excluded = append(excluded, Excluded{Node: name, OS: podOS(p), Pod: p.Name, Reason: ExcludedNodeUnknown})
+			continue
+		}
+		if reason := nodeExclusion(n); reason != "" {
+			excluded = append(excluded, Excluded{Node: name, OS: osOf(n, p), Pod: p.Name, Reason: reason})
 			continue
 		}
 		peers = append(peers, Peer{
@@ -132,6 +191,7 @@ func build(cfg *Config, src source) (Snapshot, report) {
 		})
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Node, b.Node) })
+	slices.SortFunc(excluded, func(a, b Excluded) int { return strings.Compare(a.Node, b.Node) })
 
 	self := Peer{Node: cfg.NodeName, Pod: cfg.PodName, IP: cfg.PodIP}
 	own := src.agentPod(cfg.PodName)
@@ -178,7 +238,7 @@ func build(cfg *Config, src source) (Snapshot, report) {
 		}
 	}
 
-	return Snapshot{Self: self, Peers: peers, Services: svcs}, rep
+	return Snapshot{Self: self, Peers: peers, Excluded: excluded, Services: svcs}, rep
 }
 
 // probeable reports whether a peer can be probed at p: running, ready, with an
@@ -190,6 +250,37 @@ func probeable(p *corev1.Pod) bool {
 		p.Status.PodIP != "" &&
 		p.Spec.NodeName != "" &&
 		podReady(p)
+}
+
+// podExclusion says why p is not probeable.
+func podExclusion(p *corev1.Pod) string {
+	switch {
+	case p.DeletionTimestamp != nil:
+		return ExcludedTerminating
+	case p.Status.Phase != corev1.PodRunning:
+		return ExcludedNotReady
+	case p.Status.PodIP == "":
+		return ExcludedNoIP
+	}
+	return ExcludedNotReady
+}
+
+// nodeExclusion says why the agent of n is not probed though it is ready,
+// or "". A cordoned or draining node is being emptied (an upgrade, a
+// scale-in, maintenance): it may stop at any moment, and its failures then
+// are the operator's plan, not a network fault.
+func nodeExclusion(n *corev1.Node) string {
+	cordoned := n.Spec.Unschedulable
+	for _, t := range n.Spec.Taints {
+		if slices.Contains(drainingTaints, t.Key) {
+			return ExcludedNodeDraining
+		}
+		cordoned = cordoned || t.Key == corev1.TaintNodeUnschedulable
+	}
+	if cordoned {
+		return ExcludedNodeCordoned
+	}
+	return ""
 }
 
 func podReady(p *corev1.Pod) bool {

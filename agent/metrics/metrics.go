@@ -32,7 +32,26 @@ const (
 	ReporterDropped    = "xosprobe_reporter_dropped_results_total"
 	ReporterSendErrors = "xosprobe_reporter_send_errors_total"
 	BuildInfo          = "xosprobe_build_info"
+	ProbeHeld          = "xosprobe_probe_held_total"
+	PeersExcluded      = "xosprobe_peers_excluded"
+	PolicyRealization  = "xosprobe_policy_realization_seconds"
+	TimeToFirstSuccess = "xosprobe_agent_time_to_first_success_seconds"
 )
+
+// Hold values: why a failed run is held back from xosprobe_probe_total and
+// xosprobe_netpol_mismatch_total (the `hold` label of xosprobe_probe_held_total).
+const (
+	// HoldWarmup: nothing toward this peer has succeeded yet, within the
+	// warm-up after the agent started or the peer appeared.
+	HoldWarmup = "warmup"
+	// HoldGrace: the job's expected NetworkPolicy verdict changed within the
+	// policy grace, so the network may not have applied it yet.
+	HoldGrace = "grace"
+)
+
+// Policy realization latency reaches from sub-second (Linux iptables, eBPF)
+// to several minutes (Windows HNS ACLs): 0.5 s to 10 min.
+var realizationBuckets = []float64{0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600}
 
 // Buckets: 50 µs doubling to ~1.6 s. Pod RTTs sit at tens of µs to a few ms;
 // the cross-OS delta of interest is 1-20 ms.
@@ -53,6 +72,10 @@ type Agent struct {
 	NetpolEnforced *prometheus.GaugeVec
 
 	Peers              *prometheus.GaugeVec
+	PeersExcluded      *prometheus.GaugeVec
+	probeHeld          *prometheus.CounterVec
+	policyRealization  *prometheus.HistogramVec
+	timeToFirstSuccess *prometheus.GaugeVec
 	ProbeLoops         prometheus.Gauge
 	ProbeSkipped       *prometheus.CounterVec
 	ReporterBuffered   prometheus.Gauge
@@ -113,6 +136,16 @@ func New(srcOS, version string) *Agent {
 			Help: "Share of peers whose last netpol-deny check (NetworkPolicy expects deny) was blocked: 1 enforced, 0 not enforced at all."}, []string{"src_os", "dst_os"}),
 		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: Peers,
 			Help: "Peers this agent probes, by OS and why each was selected."}, []string{"dst_os", "reason"}),
+		PeersExcluded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: PeersExcluded,
+			Help: "Agents of other nodes this agent does not probe, by OS and reason: not_ready, terminating, no_ip, node_cordoned, node_draining, node_unknown (see agent/discovery)."}, []string{"dst_os", "reason"}),
+		probeHeld: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ProbeHeld,
+			Help: "Failed probe runs held back from xosprobe_probe_total and the mismatch count: hold is warmup (nothing toward the peer succeeded yet) or grace (the expected NetworkPolicy verdict just changed)."},
+			[]string{"check", "src_os", "dst_os", "result", "hold"}),
+		policyRealization: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: PolicyRealization,
+			Help:    "Time from a change of a netpol job's expected verdict to its first run observing the new verdict.",
+			Buckets: realizationBuckets}, []string{"check", "src_os", "dst_os"}),
+		timeToFirstSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: TimeToFirstSuccess,
+			Help: "Time from this agent's start to its first successful connection toward a destination of this OS."}, []string{"src_os", "dst_os"}),
 		ProbeLoops: prometheus.NewGauge(prometheus.GaugeOpts{Name: ProbeLoops, Help: "Running (peer, check) probe loops."}),
 		ProbeSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ProbeSkipped,
 			Help: "Probe runs skipped because the concurrency limit stayed full for a whole interval."}, []string{"check"}),
@@ -128,7 +161,7 @@ func New(srcOS, version string) *Agent {
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: BuildInfo, Help: "Build of the running binary."}, []string{"version", "os"})
 	build.WithLabelValues(version, srcOS).Set(1)
 	m.Registry.MustRegister(m.duration, m.total, m.kernelRTT, m.clockResolution, m.netpolMismatch, m.dnsFindings, m.NetpolEnforced,
-		m.Peers, m.ProbeLoops, m.ProbeSkipped, m.ReporterBuffered, m.ReporterSent, m.ReporterDropped, m.ReporterSendErrors, build,
+		m.Peers, m.PeersExcluded, m.probeHeld, m.policyRealization, m.timeToFirstSuccess, m.ProbeLoops, m.ProbeSkipped, m.ReporterBuffered, m.ReporterSent, m.ReporterDropped, m.ReporterSendErrors, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -170,6 +203,26 @@ func (m *Agent) Observe(r *probe.Result) {
 	for _, f := range r.Findings {
 		m.dnsFindings.WithLabelValues(f.Code, m.srcOS, dst).Inc()
 	}
+}
+
+// ObserveHeld records a failed run held back by hold (HoldWarmup,
+// HoldGrace): it counts in xosprobe_probe_held_total only, so no failure
+// ratio, mismatch or alert sees it. Held runs are rare (a peer's first
+// minutes, a policy change), so their series are not cached.
+func (m *Agent) ObserveHeld(r *probe.Result, hold string) {
+	m.probeHeld.WithLabelValues(string(r.Check), m.srcOS, r.Dst.OS, string(r.Outcome), hold).Inc()
+}
+
+// ObserveRealization records how long a changed NetworkPolicy expectation
+// took to be observed by check toward dstOS.
+func (m *Agent) ObserveRealization(check probe.Check, dstOS string, d time.Duration) {
+	m.policyRealization.WithLabelValues(string(check), m.srcOS, dstOS).Observe(d.Seconds())
+}
+
+// SetTimeToFirstSuccess exports the time from the agent's start to its
+// first success toward dstOS.
+func (m *Agent) SetTimeToFirstSuccess(dstOS string, d time.Duration) {
+	m.timeToFirstSuccess.WithLabelValues(m.srcOS, dstOS).Set(d.Seconds())
 }
 
 // series returns the cached series of k in cache, creating it with create

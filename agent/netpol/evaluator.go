@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 )
 
 // Evaluator answers Queries over one snapshot of Namespaces, Pods and
@@ -24,6 +28,16 @@ type Evaluator struct {
 	// policies holds each namespace's policies sorted by name: a query only looks
 	// at the source's and the destination's namespaces.
 	policies map[string][]*policy
+	// admin and baseline are the cluster policies of each tier in evaluation
+	// order.
+	admin, baseline []*clusterPolicy
+	// nodes is nil when no Node objects were given; nodesByIP resolves nodes
+	// peers.
+	nodes     map[string]*node
+	nodesByIP map[netip.Addr][]*node
+	// foreign are the enforcing policies of unmodelled kinds, ignored the
+	// non-enforcing ones.
+	foreign, ignored []ForeignPolicy
 }
 
 // Lister is what an Evaluator is built from; informer listers satisfy it with a thin
@@ -32,6 +46,34 @@ type Lister interface {
 	ListNamespaces() ([]*corev1.Namespace, error)
 	ListPods() ([]*corev1.Pod, error)
 	ListNetworkPolicies() ([]*networkingv1.NetworkPolicy, error)
+	// ListClusterInputs returns the cluster policies, the Nodes their nodes
+	// peers need, and the unmodelled policy objects (and kinds that could not
+	// be listed, as ForeignPolicy entries without a name).
+	ListClusterInputs() (ClusterInputs, error)
+}
+
+// ClusterInputs are the inputs beyond NetworkPolicy.
+type ClusterInputs struct {
+	// Nodes resolve nodes peers. Nil means Node objects were not given: a
+	// nodes peer that could match an address is then uncertain.
+	Nodes []*corev1.Node
+	// ClusterNetworkPolicies of v1beta1 convert with
+	// ClusterNetworkPolicyFromV1beta1.
+	ClusterNetworkPolicies       []*v1alpha2.ClusterNetworkPolicy
+	AdminNetworkPolicies         []*v1alpha1.AdminNetworkPolicy
+	BaselineAdminNetworkPolicies []*v1alpha1.BaselineAdminNetworkPolicy
+	// Foreign are policy objects of kinds this package does not model (see
+	// ForeignKind); an entry without a name stands for a kind whose objects
+	// could not be listed.
+	Foreign []ForeignPolicy
+}
+
+// Inputs are everything an Evaluator is built from.
+type Inputs struct {
+	Namespaces      []*corev1.Namespace
+	Pods            []*corev1.Pod
+	NetworkPolicies []*networkingv1.NetworkPolicy
+	ClusterInputs
 }
 
 // FromLister builds an Evaluator from whatever l lists now.
@@ -48,12 +90,16 @@ func FromLister(l Lister) (*Evaluator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list network policies: %w", err)
 	}
-	return New(nss, pods, nps)
+	ci, err := l.ListClusterInputs()
+	if err != nil {
+		return nil, fmt.Errorf("list cluster policies: %w", err)
+	}
+	return Build(Inputs{Namespaces: nss, Pods: pods, NetworkPolicies: nps, ClusterInputs: ci})
 }
 
 // ObjectError is a validation failure of one object.
 type ObjectError struct {
-	Kind      string // Namespace, Pod or NetworkPolicy
+	Kind      string // Namespace, Pod, NetworkPolicy or one of the cluster policy kinds
 	Namespace string
 	Name      string
 	Errs      field.ErrorList
@@ -82,7 +128,18 @@ func (e *ObjectError) Error() string {
 // The Evaluator shares the pods' label maps rather than copying 10,000 of them:
 // do not modify the objects afterwards (informer caches forbid it anyway).
 func New(namespaces []*corev1.Namespace, pods []*corev1.Pod, policies []*networkingv1.NetworkPolicy) (*Evaluator, error) {
-	const strict = false
+	return Build(Inputs{Namespaces: namespaces, Pods: pods, NetworkPolicies: policies})
+}
+
+// Build is New with every input: the cluster policies are validated like
+// NetworkPolicies (an invalid one is an *ObjectError), and evaluated in the
+// order the API defines (see the package documentation).
+func Build(in Inputs) (*Evaluator, error) {
+	return build(in, false)
+}
+
+func build(in Inputs, strict bool) (*Evaluator, error) {
+	namespaces, pods, policies := in.Namespaces, in.Pods, in.NetworkPolicies
 	e := &Evaluator{
 		namespaces: make(map[string]*namespace, len(namespaces)),
 		pods:       make(map[PodRef]*pod, len(pods)),
@@ -132,6 +189,7 @@ func New(namespaces []*corev1.Namespace, pods []*corev1.Pod, policies []*network
 		e.namespace(cp.ref.Namespace)
 		e.policies[cp.ref.Namespace] = append(e.policies[cp.ref.Namespace], cp)
 	}
+	errs = append(errs, e.addClusterInputs(&in.ClusterInputs, strict)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -139,6 +197,67 @@ func New(namespaces []*corev1.Namespace, pods []*corev1.Pod, policies []*network
 		sort.Slice(ps, func(i, j int) bool { return ps[i].ref.Name < ps[j].ref.Name })
 	}
 	return e, nil
+}
+
+func (e *Evaluator) addClusterInputs(in *ClusterInputs, strict bool) []error {
+	var errs []error
+	add := func(cp *clusterPolicy, fe field.ErrorList) {
+		if len(fe) > 0 {
+			errs = append(errs, &ObjectError{Kind: cp.ref.Kind, Name: cp.ref.Name, Errs: fe})
+			return
+		}
+		if cp.tier == LayerAdmin {
+			e.admin = append(e.admin, cp)
+		} else {
+			e.baseline = append(e.baseline, cp)
+		}
+	}
+	for _, p := range in.ClusterNetworkPolicies {
+		if p != nil {
+			add(compileCNP(p, strict))
+		}
+	}
+	for _, p := range in.AdminNetworkPolicies {
+		if p != nil {
+			add(compileANP(p, strict))
+		}
+	}
+	for _, p := range in.BaselineAdminNetworkPolicies {
+		if p != nil {
+			add(compileBANP(p, strict))
+		}
+	}
+	sortClusterPolicies(e.admin)
+	sortClusterPolicies(e.baseline)
+	if in.Nodes != nil {
+		e.nodes = make(map[string]*node, len(in.Nodes))
+		e.nodesByIP = make(map[netip.Addr][]*node, len(in.Nodes))
+		for _, n := range in.Nodes {
+			if n == nil {
+				continue
+			}
+			cn := compileNode(n)
+			e.nodes[cn.name] = cn
+			for _, a := range cn.ips {
+				e.nodesByIP[a] = append(e.nodesByIP[a], cn)
+			}
+		}
+	}
+	for _, f := range in.Foreign {
+		if f.Kind == "" {
+			errs = append(errs, fmt.Errorf("unmodelled policy %s: kind is empty", f))
+			continue
+		}
+		if f.Name != "" {
+			if _, notEnforcing := ForeignKind(f.Group, f.Kind); notEnforcing != "" {
+				f.Reason = notEnforcing
+				e.ignored = append(e.ignored, f)
+				continue
+			}
+		}
+		e.foreign = append(e.foreign, f)
+	}
+	return errs
 }
 
 func (e *Evaluator) namespace(name string) *namespace {
@@ -224,9 +343,24 @@ func (e *Evaluator) Evaluate(q Query) (*Answer, error) {
 		a.Egress = e.direction(Egress, r.src, r.dst, r.dst, r.dstIP, r.num, r.proto)
 	}
 	a.Ingress = e.direction(Ingress, r.dst, r.src, r.dst, r.srcIP, r.num, r.proto)
-	a.Verdict = Deny
-	if a.Ingress.Allowed && (a.Egress == nil || a.Egress.Allowed) {
-		a.Verdict = Allow
+	// A certain deny on either side blocks whatever the other side says.
+	switch {
+	case a.Ingress.Verdict == Deny || a.Egress != nil && a.Egress.Verdict == Deny:
+		a.Modelled = Deny
+	case a.Ingress.Verdict == Unknown || a.Egress != nil && a.Egress.Verdict == Unknown:
+		a.Modelled = Unknown
+	default:
+		a.Modelled = Allow
+	}
+	a.Verdict = a.Modelled
+	srcNS := ""
+	if r.src != nil {
+		srcNS = r.src.ref.Namespace
+	}
+	a.Unmodelled = e.foreignFor(srcNS, r.dst.ref.Namespace)
+	a.NotEnforcing = e.notEnforcingFor(srcNS, r.dst.ref.Namespace)
+	if len(a.Unmodelled) > 0 {
+		a.Verdict = Unknown
 	}
 	a.Notes = notes(r.src, r.dst, r.srcIP, r.dstIP)
 	return a, nil
@@ -236,14 +370,23 @@ func (e *Evaluator) Evaluate(q Query) (*Answer, error) {
 // and allocates nothing, for callers such as the agent that only need the expected
 // outcome of many probes.
 func (e *Evaluator) Verdict(q Query) (Verdict, error) {
+	if len(e.admin) > 0 || len(e.baseline) > 0 || len(e.foreign) > 0 {
+		a, err := e.Evaluate(q)
+		if err != nil {
+			return "", err
+		}
+		return a.Verdict, nil
+	}
 	r, err := e.resolve(q)
 	if err != nil {
 		return "", err
 	}
-	if r.src != nil && !e.decide(Egress, r.src, r.dst, r.dst, r.dstIP, r.num, r.proto, nil) {
-		return Deny, nil
+	if r.src != nil {
+		if selected, allowed := e.decide(Egress, r.src, r.dst, r.dst, r.dstIP, r.num, r.proto, nil); selected && !allowed {
+			return Deny, nil
+		}
 	}
-	if !e.decide(Ingress, r.dst, r.src, r.dst, r.srcIP, r.num, r.proto, nil) {
+	if selected, allowed := e.decide(Ingress, r.dst, r.src, r.dst, r.srcIP, r.num, r.proto, nil); selected && !allowed {
 		return Deny, nil
 	}
 	return Allow, nil
@@ -301,30 +444,99 @@ func resolvePort(dst *pod, p Port, proto corev1.Protocol) (int32, error) {
 // destination for ingress) against the other end: peerPod (nil for an external
 // source) at peerIP. dst is always the destination, whose container ports resolve
 // named ports in either direction.
+// direction evaluates one side through the layers the API defines: the Admin
+// tier (Allow/Accept and Deny are final, Pass hands on), NetworkPolicy (final
+// for a pod it selects), the Baseline tier, and the default (allowed). Rules
+// whose match cannot be decided (domainNames peers, nodes peers without Node
+// objects) and same-priority policies that disagree make several outcomes
+// possible; when they differ the direction is UNKNOWN.
 func (e *Evaluator) direction(d Direction, subject, peerPod, dst *pod, peerIP netip.Addr, num int32, proto corev1.Protocol) *DirectionResult {
-	// Collect into pooled scratch space and copy out once at the exact size: with
-	// hundreds of selecting policies, growing the result slices dominated.
-	sc := scratchPool.Get().(*scratch)
-	defer sc.release()
-	allowed := e.decide(d, subject, peerPod, dst, peerIP, num, proto, sc)
-	res := &DirectionResult{
-		Direction: d,
-		Pod:       subject.ref,
-		Allowed:   allowed,
-		Selecting: make([]SelectingPolicy, len(sc.selecting)),
-		Matches:   make([]RuleMatch, len(sc.matches)),
+	res := &DirectionResult{Direction: d, Pod: subject.ref, Selecting: []SelectingPolicy{}, Matches: []RuleMatch{}}
+	var allow, deny bool
+	var uncertain []string
+	// onPath follows the rules that certainly match; it names DecidedBy.
+	onPath := true
+	tier := func(layer Layer, ps []*clusterPolicy) (next bool) {
+		t := e.evalTier(ps, d, subject, peerPod, dst, peerIP, num, proto)
+		res.Cluster = append(res.Cluster, t.rules...)
+		for i, eff := range t.effects {
+			switch eff {
+			case effAllow:
+				allow = true
+			case effDeny:
+				deny = true
+			case effPass:
+				next = true
+			}
+			if t.rules[i].Uncertain != "" {
+				uncertain = append(uncertain, t.rules[i].Policy.String()+" "+string(d)+" rule "+ruleLabel(t.rules[i])+": "+t.rules[i].Uncertain)
+			}
+		}
+		if t.conflict != "" {
+			uncertain = append(uncertain, t.conflict)
+		}
+		if t.definite < 0 {
+			return true
+		}
+		if onPath && t.effects[t.definite] != effPass {
+			res.DecidedBy, onPath = layer, false
+		}
+		return next || t.effects[t.definite] == effPass
 	}
-	copy(res.Selecting, sc.selecting)
-	copy(res.Matches, sc.matches)
+	if tier(LayerAdmin, e.admin) {
+		// Collect into pooled scratch space and copy out once at the exact
+		// size: with hundreds of selecting policies, growing the result slices
+		// dominated.
+		sc := scratchPool.Get().(*scratch)
+		selected, allowed := e.decide(d, subject, peerPod, dst, peerIP, num, proto, sc)
+		res.Selecting = make([]SelectingPolicy, len(sc.selecting))
+		res.Matches = make([]RuleMatch, len(sc.matches))
+		copy(res.Selecting, sc.selecting)
+		copy(res.Matches, sc.matches)
+		sc.release()
+		switch {
+		case selected:
+			if allowed {
+				allow = true
+			} else {
+				deny = true
+			}
+			if onPath {
+				res.DecidedBy, onPath = LayerNetworkPolicy, false
+			}
+		case tier(LayerBaseline, e.baseline):
+			allow = true
+			if onPath {
+				res.DecidedBy = LayerDefault
+			}
+		}
+	}
+	switch {
+	case allow && deny:
+		res.Verdict, res.Uncertain = Unknown, uncertain
+	case deny:
+		res.Verdict = Deny
+	default:
+		res.Verdict = Allow
+	}
+	res.Allowed = res.Verdict == Allow
 	return res
 }
 
-// decide is the one implementation of a direction's semantics. With sc it records
-// every selecting policy and every allowing rule; without, it returns at the first
-// allowing rule.
-func (e *Evaluator) decide(d Direction, subject, peerPod, dst *pod, peerIP netip.Addr, num int32, proto corev1.Protocol, sc *scratch) bool {
+func ruleLabel(m ClusterRuleMatch) string {
+	s := strconv.Itoa(m.Rule)
+	if m.RuleName != "" {
+		s += " (" + m.RuleName + ")"
+	}
+	return s
+}
+
+// decide is the one implementation of the NetworkPolicy layer: whether any
+// policy selects subject for d and, if so, whether a rule allows the traffic.
+// With sc it records every selecting policy, every allowing rule and why the
+// others miss; without, it returns at the first allowing rule.
+func (e *Evaluator) decide(d Direction, subject, peerPod, dst *pod, peerIP netip.Addr, num int32, proto corev1.Protocol, sc *scratch) (selected, allowed bool) {
 	di := dirIndex(d)
-	selected, allowed := false, false
 	for _, p := range e.policies[subject.ref.Namespace] {
 		if (d == Egress && !p.egress) || (d == Ingress && !p.ingress) {
 			continue
@@ -333,22 +545,28 @@ func (e *Evaluator) decide(d Direction, subject, peerPod, dst *pod, peerIP netip
 			continue
 		}
 		selected = true
-		if sc != nil {
-			sc.selecting = append(sc.selecting, SelectingPolicy{Policy: p.ref, Rules: len(p.rules[di])})
-		}
+		var misses []RuleMiss
+		matched := false
 		for i := range p.rules[di] {
 			r := &p.rules[di][i]
 			pi, ok := r.matchPeer(p.ref.Namespace, peerPod, peerIP)
 			if !ok {
+				if sc != nil {
+					misses = append(misses, RuleMiss{Rule: i, Peers: r.peersMiss(d)})
+				}
 				continue
 			}
 			ki, ok := r.matchPort(dst, num, proto)
 			if !ok {
+				if sc != nil {
+					misses = append(misses, RuleMiss{Rule: i, Ports: r.portsMiss(num, proto)})
+				}
 				continue
 			}
 			if sc == nil {
-				return true
+				return true, true
 			}
+			matched = true
 			allowed = true
 			m := RuleMatch{Policy: p.ref, Direction: d, Rule: i, Peer: pi, Port: ki}
 			m.PeerText, m.PortText = "all destinations", "all ports"
@@ -363,8 +581,37 @@ func (e *Evaluator) decide(d Direction, subject, peerPod, dst *pod, peerIP netip
 			}
 			sc.matches = append(sc.matches, m)
 		}
+		if sc != nil {
+			sp := SelectingPolicy{Policy: p.ref, Rules: len(p.rules[di])}
+			if !matched {
+				sp.Misses = misses
+			}
+			sc.selecting = append(sc.selecting, sp)
+		}
 	}
-	return !selected || allowed
+	return selected, allowed
+}
+
+// peersMiss describes a rule whose peers do not include the other end.
+func (r *rule) peersMiss(d Direction) string {
+	word := "from"
+	if d == Egress {
+		word = "to"
+	}
+	texts := make([]string, len(r.peers))
+	for j, p := range r.peers {
+		texts[j] = word + "[" + strconv.Itoa(j) + "] " + p.text
+	}
+	return "no peer matches: " + strings.Join(texts, "; ")
+}
+
+// portsMiss describes a rule whose ports do not include the queried one.
+func (r *rule) portsMiss(num int32, proto corev1.Protocol) string {
+	texts := make([]string, len(r.ports))
+	for k, p := range r.ports {
+		texts[k] = p.text
+	}
+	return "ports " + strings.Join(texts, ", ") + " do not include " + string(proto) + "/" + strconv.Itoa(int(num))
 }
 
 type scratch struct {

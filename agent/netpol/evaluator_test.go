@@ -651,8 +651,11 @@ type sliceLister struct {
 	nss  []*corev1.Namespace
 	pods []*corev1.Pod
 	nps  []*networkingv1.NetworkPolicy
+	ci   ClusterInputs
 	err  error
 }
+
+func (l sliceLister) ListClusterInputs() (ClusterInputs, error) { return l.ci, nil }
 
 func (l sliceLister) ListNamespaces() ([]*corev1.Namespace, error) { return l.nss, nil }
 func (l sliceLister) ListPods() ([]*corev1.Pod, error)             { return l.pods, l.err }

@@ -52,6 +52,7 @@ ingress of shop/web-0: allowed by 1 rule
 egress of monitoring/prometheus-0: unrestricted: no policy selects the pod for egress
 ingress of shop/db-0: denied: 2 policies select the pod for ingress and no rule allows this traffic
   shop/db-ingress: 1 ingress rule, none matches
+    rule 0: no peer matches: from[0] podSelector {app=web} (policy namespace)
   shop/default-deny: no ingress rules (isolates the pod)
 `,
 		},
@@ -73,6 +74,8 @@ egress of shop/db-0: denied: 1 policy selects the pod for egress and no rule all
 ingress of shop/web-0: denied: 2 policies select the pod for ingress and no rule allows this traffic
   shop/default-deny: no ingress rules (isolates the pod)
   shop/web-ingress: 2 ingress rules, none matches
+    rule 0: no peer matches: from[0] namespaceSelector {team=ops}
+    rule 1: no peer matches: from[0] ipBlock 203.0.113.0/24 except 203.0.113.128/25
 `,
 		},
 	}

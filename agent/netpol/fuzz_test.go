@@ -13,7 +13,7 @@ import (
 )
 
 // FuzzLoad feeds arbitrary bytes to the loader; whatever loads must evaluate and
-// render without panicking. Run with: go test -fuzz FuzzLoad ./probe/netpol/
+// render without panicking. Run with: go test -fuzz FuzzLoad ./agent/netpol/
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.yaml")
 	bad, _ := filepath.Glob("testdata/bad/*.yaml")
@@ -85,8 +85,16 @@ func sweep(t *testing.T, e *Evaluator, n int) {
 				if err != nil {
 					continue
 				}
-				if a.Verdict != Allow && a.Verdict != Deny {
-					t.Fatalf("verdict %q", a.Verdict)
+				switch {
+				case a.Modelled != Allow && a.Modelled != Deny && a.Modelled != Unknown:
+					t.Fatalf("modelled verdict %q", a.Modelled)
+				case len(a.Unmodelled) > 0 && a.Verdict != Unknown:
+					t.Fatalf("verdict %q despite unmodelled policies %v", a.Verdict, a.Unmodelled)
+				case len(a.Unmodelled) == 0 && a.Verdict != a.Modelled:
+					t.Fatalf("verdict %q, modelled %q, and nothing unmodelled", a.Verdict, a.Modelled)
+				}
+				if v, err := e.Verdict(q); err != nil || v != a.Verdict {
+					t.Fatalf("Verdict %q (%v) disagrees with Evaluate %q", v, err, a.Verdict)
 				}
 				_ = a.Text()
 				if err := a.WriteJSON(io.Discard); err != nil {

@@ -8,30 +8,43 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+	"sigs.k8s.io/network-policy-api/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 )
 
 // Snapshot is the content of an objects file after defaulting and validation.
 type Snapshot struct {
 	Namespaces []*corev1.Namespace
-	Pods       []*corev1.Pod
-	Policies   []*networkingv1.NetworkPolicy
-	// Skipped describes documents of kinds that do not affect NetworkPolicy
-	// (Services, Deployments, ...), so a whole `kubectl get -o yaml` dump loads.
+	// Pods include one synthesized from each workload's pod template (see
+	// Load).
+	Pods     []*corev1.Pod
+	Policies []*networkingv1.NetworkPolicy
+	// ClusterInputs holds the policy.networking.k8s.io policies (v1beta1
+	// ClusterNetworkPolicies converted to v1alpha2), Nodes (nil when the input
+	// has none) and the unmodelled policy objects.
+	ClusterInputs
+	// Skipped describes documents of kinds that do not affect policy
+	// (Services, ConfigMaps, ...), so a whole `kubectl get -o yaml` dump loads.
 	Skipped []string
 }
 
 // Evaluator indexes the snapshot.
 func (s *Snapshot) Evaluator() (*Evaluator, error) {
-	return New(s.Namespaces, s.Pods, s.Policies)
+	return Build(Inputs{Namespaces: s.Namespaces, Pods: s.Pods, NetworkPolicies: s.Policies, ClusterInputs: s.ClusterInputs})
 }
 
 // DocError is a problem with one input document (or one item of a List document).
@@ -133,8 +146,10 @@ func Load(r io.Reader) (*Snapshot, error) {
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}
-	if len(l.snap.Namespaces)+len(l.snap.Pods)+len(l.snap.Policies) == 0 {
-		return nil, errors.New("no Namespace, Pod or NetworkPolicy objects in the input")
+	sn := l.snap
+	if len(sn.Namespaces)+len(sn.Pods)+len(sn.Policies)+len(sn.ClusterNetworkPolicies)+len(sn.AdminNetworkPolicies)+
+		len(sn.BaselineAdminNetworkPolicies)+len(sn.Foreign) == 0 {
+		return nil, errors.New("no Namespace, Pod, workload or policy objects in the input")
 	}
 	return l.snap, nil
 }
@@ -308,40 +323,110 @@ func (l *loader) object(raw []byte, loc DocError, def typeMeta) {
 		return
 	}
 
-	want := map[string]string{
-		"Namespace": "v1", "Pod": "v1", "NetworkPolicy": "networking.k8s.io/v1",
-		"List": "v1", "NamespaceList": "v1", "PodList": "v1", "NetworkPolicyList": "networking.k8s.io/v1",
-	}[tm.Kind]
-	if want == "" {
+	group, _, _ := strings.Cut(tm.APIVersion, "/")
+	if !strings.Contains(tm.APIVersion, "/") {
+		group = "" // the core group: "v1"
+	}
+	kind := strings.TrimSuffix(tm.Kind, "List")
+	if tm.Kind == "List" {
+		kind = "List"
+	}
+	if isPolicy, _ := ForeignKind(group, kind); isPolicy {
+		if tm.Kind != kind {
+			l.list(raw, loc, typeMeta{APIVersion: tm.APIVersion, Kind: kind})
+			return
+		}
+		l.foreign(loc, group, tm)
+		return
+	}
+	want := map[string][]string{
+		"Namespace": {"v1"}, "Pod": {"v1"}, "Node": {"v1"}, "NetworkPolicy": {"networking.k8s.io/v1"}, "List": {"v1"},
+		kindCNP:      {v1alpha2.GroupVersion.String(), v1beta1.GroupVersion.String()},
+		kindANP:      {v1alpha1.GroupVersion.String()},
+		kindBANP:     {v1alpha1.GroupVersion.String()},
+		"Deployment": {"apps/v1"}, "DaemonSet": {"apps/v1"}, "StatefulSet": {"apps/v1"}, "ReplicaSet": {"apps/v1"},
+		"Job": {"batch/v1"}, "CronJob": {"batch/v1"},
+	}[kind]
+	if want == nil {
 		l.snap.Skipped = append(l.snap.Skipped, loc.where())
 		return
 	}
-	if tm.APIVersion != want {
-		l.fail(loc, fmt.Errorf("apiVersion: Unsupported value: %q: %s must be %s", tm.APIVersion, tm.Kind, want))
+	if !slices.Contains(want, tm.APIVersion) {
+		l.fail(loc, fmt.Errorf("apiVersion: Unsupported value: %q: %s must be %s", tm.APIVersion, tm.Kind, strings.Join(want, " or ")))
+		return
+	}
+	if kind == "List" {
+		l.list(raw, loc, typeMeta{})
+		return
+	}
+	if tm.Kind != kind {
+		l.list(raw, loc, typeMeta{APIVersion: tm.APIVersion, Kind: kind})
 		return
 	}
 
 	switch tm.Kind {
-	case "List", "NamespaceList", "PodList", "NetworkPolicyList":
-		if loc.Item >= 0 {
-			l.fail(loc, errors.New("a List inside a List is not supported"))
+	case "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job", "CronJob":
+		l.workload(raw, loc, tm.Kind)
+	case "Node":
+		var n corev1.Node
+		if !l.decode(raw, &n, &loc, false) {
 			return
 		}
-		var list struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &list); err != nil {
-			l.fail(loc, fmt.Errorf("items: %w", err))
+		if n.Name == "" {
+			l.fail(loc, fieldErrors{field.Required(field.NewPath("metadata", "name"), "")})
 			return
 		}
-		item := typeMeta{}
-		if tm.Kind != "List" {
-			item.APIVersion, item.Kind = want, strings.TrimSuffix(tm.Kind, "List")
+		if l.unique(loc, "Node", "", n.Name) {
+			l.snap.Nodes = append(l.snap.Nodes, &n)
 		}
-		for i, it := range list.Items {
-			il := loc
-			il.Item, il.Kind, il.Namespace, il.Name = i, "", "", ""
-			l.object(it, il, item)
+	case kindCNP:
+		var p *v1alpha2.ClusterNetworkPolicy
+		if tm.APIVersion == v1beta1.GroupVersion.String() {
+			var b v1beta1.ClusterNetworkPolicy
+			if !l.decode(raw, &b, &loc, false) {
+				return
+			}
+			var err error
+			if p, err = ClusterNetworkPolicyFromV1beta1(&b); err != nil {
+				l.fail(loc, err)
+				return
+			}
+		} else {
+			p = &v1alpha2.ClusterNetworkPolicy{}
+			if !l.decode(raw, p, &loc, false) {
+				return
+			}
+		}
+		if _, fe := compileCNP(p, true); len(fe) > 0 {
+			l.fail(loc, fieldErrors(fe))
+			return
+		}
+		if l.unique(loc, kindCNP, "", p.Name) {
+			l.snap.ClusterNetworkPolicies = append(l.snap.ClusterNetworkPolicies, p)
+		}
+	case kindANP:
+		var p v1alpha1.AdminNetworkPolicy
+		if !l.decode(raw, &p, &loc, false) {
+			return
+		}
+		if _, fe := compileANP(&p, true); len(fe) > 0 {
+			l.fail(loc, fieldErrors(fe))
+			return
+		}
+		if l.unique(loc, kindANP, "", p.Name) {
+			l.snap.AdminNetworkPolicies = append(l.snap.AdminNetworkPolicies, &p)
+		}
+	case kindBANP:
+		var p v1alpha1.BaselineAdminNetworkPolicy
+		if !l.decode(raw, &p, &loc, false) {
+			return
+		}
+		if _, fe := compileBANP(&p, true); len(fe) > 0 {
+			l.fail(loc, fieldErrors(fe))
+			return
+		}
+		if l.unique(loc, kindBANP, "", p.Name) {
+			l.snap.BaselineAdminNetworkPolicies = append(l.snap.BaselineAdminNetworkPolicies, &p)
 		}
 	case "Namespace":
 		var ns corev1.Namespace
@@ -392,6 +477,124 @@ func (l *loader) object(raw []byte, loc DocError, def typeMeta) {
 		if l.unique(loc, "NetworkPolicy", np.Namespace, np.Name) {
 			l.snap.Policies = append(l.snap.Policies, &np)
 		}
+	}
+}
+
+// list loads the items of a List (item empty: each item says what it is) or of
+// a typed list (item gives their kind).
+func (l *loader) list(raw []byte, loc DocError, item typeMeta) {
+	if loc.Item >= 0 {
+		l.fail(loc, errors.New("a List inside a List is not supported"))
+		return
+	}
+	var list struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &list); err != nil {
+		l.fail(loc, fmt.Errorf("items: %w", err))
+		return
+	}
+	for i, it := range list.Items {
+		il := loc
+		il.Item, il.Kind, il.Namespace, il.Name = i, "", "", ""
+		l.object(it, il, item)
+	}
+}
+
+// foreign records a policy object of a kind the evaluator does not model. Its
+// content is not read: only that it exists and where.
+func (l *loader) foreign(loc DocError, group string, tm typeMeta) {
+	ns := tm.Metadata.Namespace
+	if ns == "" && foreignNamespaced(group, tm.Kind) {
+		ns = defaultNamespace
+	}
+	if tm.Metadata.Name == "" {
+		l.fail(loc, fieldErrors{field.Required(field.NewPath("metadata", "name"), "")})
+		return
+	}
+	if l.unique(loc, tm.Kind+"."+group, ns, tm.Metadata.Name) {
+		l.snap.Foreign = append(l.snap.Foreign, ForeignPolicy{Group: group, Kind: tm.Kind, Namespace: ns, Name: tm.Metadata.Name})
+	}
+}
+
+// foreignNamespaced reports the known namespaced foreign kinds, whose
+// metadata.namespace defaults as kubectl defaults it. Other kinds are taken
+// as written: without a namespace they count as cluster-scoped.
+func foreignNamespaced(group, kind string) bool {
+	switch group {
+	case "projectcalico.org", "crd.projectcalico.org":
+		return kind == "NetworkPolicy" || kind == "StagedNetworkPolicy" || kind == "StagedKubernetesNetworkPolicy"
+	case "cilium.io":
+		return kind == "CiliumNetworkPolicy"
+	case "crd.antrea.io":
+		return kind == "NetworkPolicy"
+	}
+	return false
+}
+
+// isWorkloadKind reports the kinds whose pod template becomes a pod, by the
+// lower case name pod references use (NS/KIND/NAME).
+func isWorkloadKind(lower string) bool {
+	switch lower {
+	case "deployment", "daemonset", "statefulset", "replicaset", "job", "cronjob":
+		return true
+	}
+	return false
+}
+
+// workload synthesizes the pod a workload would create: the template's labels,
+// containers and host networking, in the workload's namespace, named
+// KIND/NAME (kind in lower case). It has no IP: ipBlock peers cannot match it.
+func (l *loader) workload(raw []byte, loc DocError, kind string) {
+	var obj interface {
+		GetNamespace() string
+		GetName() string
+	}
+	var tmpl func() *corev1.PodTemplateSpec
+	switch kind {
+	case "Deployment":
+		o := &appsv1.Deployment{}
+		obj, tmpl = o, func() *corev1.PodTemplateSpec { return &o.Spec.Template }
+	case "DaemonSet":
+		o := &appsv1.DaemonSet{}
+		obj, tmpl = o, func() *corev1.PodTemplateSpec { return &o.Spec.Template }
+	case "StatefulSet":
+		o := &appsv1.StatefulSet{}
+		obj, tmpl = o, func() *corev1.PodTemplateSpec { return &o.Spec.Template }
+	case "ReplicaSet":
+		o := &appsv1.ReplicaSet{}
+		obj, tmpl = o, func() *corev1.PodTemplateSpec { return &o.Spec.Template }
+	case "Job":
+		o := &batchv1.Job{}
+		obj, tmpl = o, func() *corev1.PodTemplateSpec { return &o.Spec.Template }
+	case "CronJob":
+		o := &batchv1.CronJob{}
+		obj, tmpl = o, func() *corev1.PodTemplateSpec { return &o.Spec.JobTemplate.Spec.Template }
+	}
+	if !l.decode(raw, obj, &loc, true) {
+		return
+	}
+	if obj.GetName() == "" {
+		l.fail(loc, fieldErrors{field.Required(field.NewPath("metadata", "name"), "")})
+		return
+	}
+	t := tmpl()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: nsOrDefault(obj.GetNamespace()), Name: strings.ToLower(kind) + "/" + obj.GetName(), Labels: t.Labels},
+		Spec:       t.Spec,
+		// Not running yet: no address is expected.
+		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	defaultPod(p)
+	if _, fe := compilePod(p, true); len(fe) > 0 {
+		for i := range fe {
+			fe[i].Field = "spec.template." + fe[i].Field
+		}
+		l.fail(loc, fieldErrors(fe))
+		return
+	}
+	if l.unique(loc, "Pod", p.Namespace, p.Name) {
+		l.snap.Pods = append(l.snap.Pods, p)
 	}
 }
 

@@ -38,6 +38,47 @@ func TestLoadShop(t *testing.T) {
 	require.NoError(t, err)
 }
 
+func TestLoadClusterPoliciesAndWorkloads(t *testing.T) {
+	s, err := LoadFile("testdata/cluster.yaml")
+	require.NoError(t, err)
+	assert.Len(t, s.Pods, 3, "one pod per workload")
+	assert.Len(t, s.ClusterNetworkPolicies, 1)
+	assert.Len(t, s.AdminNetworkPolicies, 1)
+	assert.Len(t, s.BaselineAdminNetworkPolicies, 1)
+	assert.Equal(t, []ForeignPolicy{
+		{Group: "projectcalico.org", Kind: "NetworkPolicy", Namespace: "ops", Name: "ops-egress"},
+		{Group: "projectcalico.org", Kind: "StagedGlobalNetworkPolicy", Name: "try-default-deny"},
+	}, s.Foreign)
+	e, err := s.Evaluator()
+	require.NoError(t, err)
+
+	cases := []struct {
+		from, to, port string
+		want, modelled Verdict
+		decidedBy      Layer
+	}{
+		// Accept of the named port at the admin tier.
+		{"ops/cronjob/report", "shop/deployment/web", "http", Unknown, Allow, LayerAdmin},
+		// The ANP (priority 20) is not reached: the CNP's second rule (priority 10) denies first.
+		{"ops/cronjob/report", "shop/statefulset/db", "5432", Unknown, Deny, LayerAdmin},
+		{"shop/deployment/web", "shop/statefulset/db", "5432", Allow, Allow, LayerAdmin},
+		// Nothing at the admin tier: the BANP isolates.
+		{"shop/statefulset/db", "shop/deployment/web", "8080", Deny, Deny, LayerBaseline},
+	}
+	for _, tc := range cases {
+		t.Run(tc.from+"->"+tc.to, func(t *testing.T) {
+			q, err := ParseQuery(QueryArgs{From: tc.from, To: tc.to, Port: tc.port})
+			require.NoError(t, err)
+			a, err := e.Evaluate(q)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, a.Verdict, a.Text())
+			assert.Equal(t, tc.modelled, a.Modelled, a.Text())
+			assert.Equal(t, tc.decidedBy, a.Ingress.DecidedBy, a.Text())
+			assert.Len(t, a.NotEnforcing, 1, "the staged policy is reported as ignored")
+		})
+	}
+}
+
 func TestLoadJSONLists(t *testing.T) {
 	s, err := LoadFile("testdata/list.json")
 	require.NoError(t, err)
@@ -116,7 +157,12 @@ func TestLoadBad(t *testing.T) {
 		"duplicate-key.yaml":        {"document 2 (line 6)", `line 12: key "podSelector" already set`},
 		"unquoted-bool-label.yaml":  {"Pod default/bool-label", "cannot unmarshal bool", "labels"},
 		"invalid-yaml.yaml":         {"document 1 (line 1)", "invalid YAML", "line 5"},
-		"empty.yaml":                {"no Namespace, Pod or NetworkPolicy objects"},
+		"empty.yaml":                {"no Namespace, Pod, workload or policy objects"},
+		"cnp-empty-peer.yaml":       {"document 1 (line 1) ClusterNetworkPolicy no-peer-field", "spec.ingress[0].from[0]: Required value"},
+		"cnp-unknown-field.yaml":    {"ClusterNetworkPolicy typo", `unknown field "spec.subject.namespace"`},
+		"anp-bad-port.yaml":         {"AdminNetworkPolicy range", `spec.egress[0].to[0].networks[0]: Invalid value: "10.0.0.1/8"`},
+		"workload-no-name.yaml":     {"document 2 (line 6) Deployment shop/(unnamed)", "metadata.name: Required value"},
+		"foreign-no-name.yaml":      {"GlobalNetworkPolicy (unnamed)", "metadata.name: Required value"},
 	}
 	files, err := filepath.Glob("testdata/bad/*.yaml")
 	require.NoError(t, err)

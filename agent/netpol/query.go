@@ -54,14 +54,25 @@ func ParseQuery(a QueryArgs) (Query, error) {
 }
 
 // ParsePodRef parses "NS/POD". A bare "POD" means namespace "default", as with
-// kubectl.
+// kubectl. "NS/KIND/NAME" names the pod synthesized from a workload manifest
+// (KIND is deployment, daemonset, statefulset, replicaset, job or cronjob; see
+// Load).
 func ParsePodRef(s string) (PodRef, error) {
 	ns, name, found := strings.Cut(s, "/")
 	if !found {
 		ns, name = defaultNamespace, s
 	}
-	if strings.Contains(name, "/") {
-		return PodRef{}, fmt.Errorf("pod %q: want NS/POD", s)
+	if kind, wname, ok := strings.Cut(name, "/"); ok {
+		if !isWorkloadKind(strings.ToLower(kind)) || strings.Contains(wname, "/") {
+			return PodRef{}, fmt.Errorf("pod %q: want NS/POD or NS/KIND/NAME with KIND one of deployment, daemonset, statefulset, replicaset, job, cronjob", s)
+		}
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			return PodRef{}, fmt.Errorf("pod %q: namespace %q: %s", s, ns, strings.Join(msgs, "; "))
+		}
+		if msgs := validation.IsDNS1123Subdomain(wname); len(msgs) > 0 {
+			return PodRef{}, fmt.Errorf("pod %q: name %q: %s", s, wname, strings.Join(msgs, "; "))
+		}
+		return PodRef{Namespace: ns, Name: strings.ToLower(kind) + "/" + wname}, nil
 	}
 	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 		return PodRef{}, fmt.Errorf("pod %q: namespace %q: %s", s, ns, strings.Join(msgs, "; "))

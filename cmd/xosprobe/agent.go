@@ -29,6 +29,7 @@ type agentFlags struct {
 	ports                        agent.Ports
 	interval, timeout            time.Duration
 	denyTimeout, shutdownDelay   time.Duration
+	policyGrace, warmup          time.Duration
 	jitter                       float64
 	coalesce                     time.Duration
 	maxInFlight                  int64
@@ -65,6 +66,11 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 			if err != nil {
 				return err
 			}
+			// The API is asked only in Kubernetes mode, and not just to validate flags.
+			useAPI := static == nil && !f.checkConfig
+			if cfg.DNSServer, err = clusterDNSServer(cmd.Context(), f.dnsServer, &f.kube, useAPI, log); err != nil {
+				return err
+			}
 			if static != nil {
 				a, err := agent.New(cfg, *static, nil, log)
 				if err != nil {
@@ -95,6 +101,10 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 	fl.DurationVar(&f.interval, "interval", 10*time.Second, "time between runs of each (peer, check)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "deadline of one run")
 	fl.DurationVar(&f.denyTimeout, "deny-timeout", probe.DefaultDenyTimeout, "how long a NetworkPolicy check waits before calling a port blocked")
+	// Windows HNS programs a new policy's ACLs on each endpoint a minute or
+	// more after the object appears; Linux CNIs take seconds.
+	fl.DurationVar(&f.policyGrace, "policy-grace", 2*time.Minute, "after a NetworkPolicy expectation changes (policy, labels, new peer), hold its mismatches this long while the network applies it (0: none)")
+	fl.DurationVar(&f.warmup, "warmup", 2*time.Minute, "hold the failures toward a new peer (all of them at start) until one run toward it succeeds, at most this long (0: none)")
 	fl.StringVar(&f.kernelRTT, "kernel-rtt", string(agent.KernelRTTAuto), "kernel RTT source: auto (the eBPF collector when it loads, else tcp_info), ebpf (required; Linux, CAP_BPF+CAP_NET_ADMIN), tcp_info (each socket: TCP_INFO, SIO_TCP_INFO on Windows)")
 	fl.Float64Var(&f.jitter, "jitter", 0.2, "spread of the interval: each wait is interval × (1 ± jitter/2)")
 	fl.Int64Var(&f.maxInFlight, "max-in-flight", 64, "probe runs in flight at once")
@@ -103,7 +113,7 @@ peers through the Kubernetes API; with them it runs in static mode on any machin
 	fl.IntVar(&f.peersCfg.CrossOS, "k-cross", f.peersCfg.CrossOS, "peers of the other OS to probe")
 	fl.IntVar(&f.peersCfg.MinCrossProbers, "min-cross-probers", f.peersCfg.MinCrossProbers, "agents of the other OS that must probe every node")
 	fl.IntVar(&f.peersCfg.MaxPeers, "max-peers", f.peersCfg.MaxPeers, "cap on peers per agent")
-	fl.StringVar(&f.dnsServer, "dns-server", "", "cluster DNS HOST:PORT for the dns step's direct query (default: the first nameserver in /etc/resolv.conf on Linux)")
+	fl.StringVar(&f.dnsServer, "dns-server", "", "cluster DNS HOST:PORT for the dns step's direct query (default: the pod adapter's DNS server on Windows, the first nameserver of /etc/resolv.conf on Linux, else the --dns-service ClusterIP)")
 	fl.StringVar(&f.aggregatorURL, "aggregator-url", "", "aggregator base URL; empty: metrics only")
 	fl.StringVar(&f.tokenFile, "token-file", "", "bearer token file for the aggregator (the projected ServiceAccount token, or a shared token in static mode); re-read on every send")
 	fl.StringArrayVar(&f.staticPeers, "peer", nil, "static peer NODE=OS@IP[:BASEPORT] (repeatable); enables static mode")
@@ -136,13 +146,19 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 	if f.interval <= 0 || f.timeout <= 0 || f.timeout > f.interval {
 		errs = append(errs, fmt.Errorf("--timeout %s must be positive and at most --interval %s", f.timeout, f.interval))
 	}
+	if f.policyGrace < 0 {
+		errs = append(errs, fmt.Errorf("--policy-grace %s must not be negative", f.policyGrace))
+	}
+	if f.warmup < 0 {
+		errs = append(errs, fmt.Errorf("--warmup %s must not be negative", f.warmup))
+	}
 	if f.jitter < 0 || f.jitter > 1 {
 		errs = append(errs, fmt.Errorf("--jitter %g must be within 0-1", f.jitter))
 	}
-	if f.dnsServer == "" {
-		f.dnsServer = systemNameserver()
-	} else if _, _, err := net.SplitHostPort(f.dnsServer); err != nil {
-		errs = append(errs, fmt.Errorf("--dns-server %q: %w", f.dnsServer, err))
+	if f.dnsServer != "" { // empty: found at start, see clusterDNSServer
+		if _, _, err := net.SplitHostPort(f.dnsServer); err != nil {
+			errs = append(errs, fmt.Errorf("--dns-server %q: %w", f.dnsServer, err))
+		}
 	}
 	if err := f.peersCfg.Validate(); err != nil {
 		errs = append(errs, err)
@@ -160,6 +176,8 @@ func (f *agentFlags) config() (agent.Config, *agent.StaticSource, error) {
 		HTTPPath:      probe.DefaultHTTPPath,
 		DNSServer:     f.dnsServer,
 		DenyTimeout:   f.denyTimeout,
+		PolicyGrace:   f.policyGrace,
+		Warmup:        f.warmup,
 		KernelRTT:     agent.KernelRTTMode(f.kernelRTT),
 		ShutdownDelay: f.shutdownDelay,
 		Version:       version,
@@ -240,21 +258,6 @@ func readLines(path string) ([]string, error) {
 		}
 	}
 	return out, sc.Err()
-}
-
-// systemNameserver is the first nameserver of /etc/resolv.conf as HOST:53, or
-// "" where there is none (Windows): the dns step then skips the direct query.
-func systemNameserver() string {
-	lines, err := readLines("/etc/resolv.conf")
-	if err != nil {
-		return ""
-	}
-	for _, l := range lines {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "nameserver" {
-			return net.JoinHostPort(f[1], "53")
-		}
-	}
-	return ""
 }
 
 // logFlags configure log/slog for the long-running commands.

@@ -28,6 +28,8 @@ func TestAgentConfigErrorsNameTheFlag(t *testing.T) {
 		"--namespace":      {"agent", "--check-config", "--node", "n"},
 		"--service is for": {"agent", "--check-config", "--node", "n", "--namespace", "x", "--service", "linux=10.96.0.1:9440"},
 		"--dns-server":     {"agent", "--check-config", "--node", "n", "--peer", "w=windows@10.0.0.2", "--dns-server", "10.96.0.10"},
+		"--policy-grace":   {"agent", "--check-config", "--node", "n", "--peer", "w=windows@10.0.0.2", "--policy-grace", "-1s"},
+		"--warmup":         {"agent", "--check-config", "--node", "n", "--peer", "w=windows@10.0.0.2", "--warmup", "-1m"},
 	}
 	for want, args := range cases {
 		t.Run(want, func(t *testing.T) {

@@ -53,7 +53,13 @@ one agent of each OS, the per-OS probe Services, and the NetworkPolicy verdicts
 the live policies imply. Elsewhere give the targets as flags; steps without
 inputs are shown as skipped.
 
-Exit code 0 only when every step that ran passed; 1 when one failed; 2 on bad usage.`,
+A refused netpol-deny connect proves enforcement only toward a port known to
+listen (an agent's deny port, as in cluster mode); toward a --deny-target it is
+inconclusive: a policy that rejects, or nothing listening.
+
+Exit code 0 only when every step that ran passed; 1 when one failed; 2 on bad
+usage; 3 when none failed but one was inconclusive (it proves nothing either
+way, so it is neither a pass nor a failure of the cluster).`,
 		Example: `  kubectl exec -n xosprobe ds/xosprobe-agent-windows -- xosprobe.exe check
   xosprobe check --target 10.244.1.7:9440 --name xosprobe-windows.xosprobe.svc.cluster.local \
       --dns-server 10.96.0.10:53 --service 10.96.12.4:9440 --deny-target 10.244.1.7:9443 --json`,
@@ -70,6 +76,9 @@ Exit code 0 only when every step that ran passed; 1 when one failed; 2 on bad us
 			if !rep.Passed {
 				return errFailed
 			}
+			if rep.Inconclusive {
+				return errInconclusive
+			}
 			return nil
 		},
 	}
@@ -77,7 +86,7 @@ Exit code 0 only when every step that ran passed; 1 when one failed; 2 on bad us
 	f.StringVar(&cfg.target, "target", "", "peer pod HOST:PORT for the tcp and http steps")
 	f.StringVar(&cfg.path, "path", probe.DefaultHTTPPath, "health path for the http and service steps")
 	f.StringVar(&cfg.name, "name", "", "Service FQDN for the dns step (svc.ns.svc.cluster.local)")
-	f.StringVar(&cfg.dnsServer, "dns-server", "", "cluster DNS IP:PORT for the direct query of the dns step (in a pod: the first nameserver of /etc/resolv.conf)")
+	f.StringVar(&cfg.dnsServer, "dns-server", "", "cluster DNS IP:PORT for the direct query of the dns step (taking targets from the cluster, default: the pod adapter's DNS server on Windows, the first nameserver of /etc/resolv.conf on Linux, else the --dns-service ClusterIP)")
 	f.StringVar(&cfg.service, "service", "", "Service VIP:PORT for the service step")
 	f.StringVar(&cfg.allowTarget, "allow-target", "", "HOST:PORT that NetworkPolicy allows from here (netpol-allow)")
 	f.StringVar(&cfg.denyTarget, "deny-target", "", "HOST:PORT that NetworkPolicy denies from here (netpol-deny)")
@@ -97,7 +106,10 @@ type checkReport struct {
 	Clock     clock.Resolution `json:"clock"`
 	WallClock clock.Resolution `json:"wallClock"` // time.Now, shown for comparison
 	Passed    bool             `json:"passed"`
-	Steps     []checkStep      `json:"steps"`
+	// Inconclusive is true when a step neither passed nor failed (a refusal
+	// toward a port not known to listen).
+	Inconclusive bool        `json:"inconclusive,omitempty"`
+	Steps        []checkStep `json:"steps"`
 	// Enforcement says, per destination, whether NetworkPolicy appears enforced.
 	Enforcement []string `json:"networkPolicyEnforcement,omitempty"`
 }
@@ -105,7 +117,7 @@ type checkReport struct {
 type checkStep struct {
 	Check  probe.Check   `json:"check"`
 	To     string        `json:"to,omitempty"` // the destination, when the run covers several
-	Status string        `json:"status"`       // pass, fail, skipped
+	Status string        `json:"status"`       // pass, fail, inconclusive, skipped
 	Why    string        `json:"why,omitempty"`
 	Result *probe.Result `json:"result,omitempty"`
 }
@@ -184,9 +196,11 @@ func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
 		log.Debug("discovery stopped", "error", err)
 	}
 
-	dnsServer := cfg.dnsServer
-	if dnsServer == "" {
-		dnsServer = systemNameserver()
+	// Info level: which source named the DNS server is worth a line on stderr.
+	dnsServer, err := clusterDNSServer(ctx, cfg.dnsServer, &cfg.kube, true,
+		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		return nil, err
 	}
 	var steps []step
 	for _, osName := range []string{"linux", "windows"} {
@@ -229,8 +243,9 @@ func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
 		add(probe.CheckHTTP, probe.Target{Addr: hp(cfg.ports.HTTP), HTTPPath: cfg.path}, "")
 		allow, _ := expect(pi, cfg.ports.Allow)
 		deny, _ := expect(pi, cfg.ports.Deny)
-		add(probe.CheckNetpolAllow, probe.Target{Addr: hp(cfg.ports.Allow), Expect: allow}, "")
-		add(probe.CheckNetpolDeny, probe.Target{Addr: hp(cfg.ports.Deny), Expect: deny}, "")
+		// The peer's responder serves both ports: a refusal there is a policy.
+		add(probe.CheckNetpolAllow, probe.Target{Addr: hp(cfg.ports.Allow), Expect: allow, Listening: true}, "")
+		add(probe.CheckNetpolDeny, probe.Target{Addr: hp(cfg.ports.Deny), Expect: deny, Listening: true}, "")
 	}
 	return steps, nil
 }
@@ -252,7 +267,11 @@ func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []ste
 		r := p.Func(s.check)(sctx, s.target)
 		cancel()
 		st := checkStep{Check: s.check, To: s.to, Status: "pass", Result: &r}
-		if !r.Succeeded() {
+		switch {
+		case r.Outcome == probe.OutcomeInconclusive:
+			st.Status, st.Why = "inconclusive", r.Outcome.Explain()
+			rep.Inconclusive = true
+		case !r.Succeeded():
 			st.Status, st.Why = "fail", r.Outcome.Explain()
 			rep.Passed = false
 		}
@@ -273,6 +292,9 @@ func enforcement(to string, r *probe.Result) string {
 	switch {
 	case r.Expected == probe.VerdictAllow:
 		return fmt.Sprintf("NetworkPolicy toward %s: not testable, no policy denies the deny port", where)
+	case r.Outcome == probe.OutcomeInconclusive:
+		return fmt.Sprintf("NetworkPolicy toward %s: inconclusive — connection refused: a policy that rejects, or nothing listening; "+
+			"not proof of enforcement", where)
 	case r.Observed == probe.VerdictDeny:
 		return fmt.Sprintf("NetworkPolicy toward %s: enforced — %s", where, r.Detail)
 	case r.Observed == probe.VerdictAllow:
@@ -339,8 +361,11 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "\n"))
 	}
 	verdict := "all steps that ran passed"
-	if !rep.Passed {
+	switch {
+	case !rep.Passed:
 		verdict = "FAILED"
+	case rep.Inconclusive:
+		verdict = "INCONCLUSIVE: no step failed, but not every step could tell"
 	}
 	_, err := fmt.Fprintf(w, "\n%s\n", verdict)
 	return err

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -82,4 +84,77 @@ func TestCheckRejectsStrayArguments(t *testing.T) {
 	_, err := execute(t, "check", "10.0.0.1:80")
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, errFailed)
+}
+
+// closedLoopbackPort returns a loopback address nothing listens on.
+func closedLoopbackPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// A refusal proves enforcement only toward a port known to listen: a
+// --deny-target nobody vouches for may just be closed.
+func TestCheckRefusalIsInconclusiveUnlessThePortListens(t *testing.T) {
+	addr := closedLoopbackPort(t)
+	tests := []struct {
+		name       string
+		listening  bool
+		wantErr    error
+		wantStatus string
+		wantLines  []string
+	}{
+		{name: "deny target given by the user", wantErr: errInconclusive, wantStatus: "inconclusive", wantLines: []string{
+			"NetworkPolicy toward " + addr + ": inconclusive — connection refused: a policy that rejects, or nothing listening; not proof of enforcement",
+			"INCONCLUSIVE: no step failed, but not every step could tell",
+		}},
+		{name: "an agent's deny port", listening: true, wantStatus: "pass", wantLines: []string{
+			"NetworkPolicy toward " + addr + ": enforced — blocked as expected (connect_refused)",
+			"all steps that ran passed",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := checkConfig{timeout: 5 * time.Second, denyTimeout: time.Second}
+			rep := runCheck(context.Background(), probe.New(), cfg, []step{{check: probe.CheckNetpolDeny,
+				target: probe.Target{Addr: addr, Expect: probe.VerdictDeny, Listening: tc.listening}}})
+			require.Len(t, rep.Steps, 1)
+			assert.Equal(t, tc.wantStatus, rep.Steps[0].Status)
+			assert.True(t, rep.Passed, "a refusal is never a failure")
+			var out bytes.Buffer
+			require.NoError(t, writeCheck(&out, rep, false))
+			for _, line := range tc.wantLines {
+				assert.Contains(t, out.String(), line+"\n")
+			}
+			assert.Equal(t, tc.listening, !rep.Inconclusive)
+		})
+	}
+
+	t.Run("command", func(t *testing.T) {
+		out, err := execute(t, "check", "--deny-target", addr)
+		require.ErrorIs(t, err, errInconclusive, out)
+		assert.Regexp(t, `(?m)^netpol-deny\s+INCONCLUSIVE\s+inconclusive\s`, out)
+		assert.Contains(t, out, "NetworkPolicy toward "+addr+": inconclusive — connection refused: a policy that rejects, or nothing listening; not proof of enforcement\n")
+		assert.NotContains(t, out, ": enforced")
+		assert.Contains(t, out, probe.OutcomeInconclusive.Explain())
+
+		out, err = execute(t, "check", "--json", "--deny-target", addr)
+		require.ErrorIs(t, err, errInconclusive, out)
+		var rep checkReport
+		require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+		assert.True(t, rep.Passed)
+		assert.True(t, rep.Inconclusive)
+		assert.Equal(t, "inconclusive", rep.Steps[5].Status)
+		assert.Empty(t, rep.Steps[5].Result.Observed, "no verdict was observed")
+	})
+
+	// A failure elsewhere still fails the run: inconclusive never hides it.
+	t.Run("with a failure", func(t *testing.T) {
+		out, err := execute(t, "check", "--deny-target", addr, "--target", closedLoopbackPort(t))
+		require.ErrorIs(t, err, errFailed, out)
+		assert.Contains(t, out, "\nFAILED\n")
+	})
 }

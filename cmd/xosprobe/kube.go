@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -27,9 +29,13 @@ type kubeFlags struct {
 	serviceWindows string
 	clusterDomain  string
 	watchPolicies  bool
+	rediscover     time.Duration
 	podIP          string
+	dnsService     string
 	// client overrides the client built from kubeconfig or in-cluster config (tests).
 	client func() (kubernetes.Interface, error)
+
+	built kubernetes.Interface // clientset's, shared by discovery and the DNS Service lookup
 }
 
 func (k *kubeFlags) register(fl *pflag.FlagSet) {
@@ -38,14 +44,44 @@ func (k *kubeFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&k.serviceLinux, "service-linux", "xosprobe-linux", "probe Service selecting the Linux agents")
 	fl.StringVar(&k.serviceWindows, "service-windows", "xosprobe-windows", "probe Service selecting the Windows agents")
 	fl.StringVar(&k.clusterDomain, "cluster-domain", discovery.DefaultClusterDomain, "cluster DNS domain")
-	fl.BoolVar(&k.watchPolicies, "watch-network-policies", true, "expect NetworkPolicy verdicts from the live policies (needs list/watch on networkpolicies and namespaces)")
+	fl.BoolVar(&k.watchPolicies, "watch-network-policies", true, "expect NetworkPolicy verdicts from the live policies (needs list/watch on networkpolicies and namespaces, and on the policy CRDs the cluster serves)")
+	fl.DurationVar(&k.rediscover, "policy-rediscover-interval", discovery.DefaultPolicyRediscoverInterval, "how often API discovery looks for policy kinds installed or removed since the start (ClusterNetworkPolicy, CNI policy CRDs)")
 	fl.StringVar(&k.podIP, "pod-ip", os.Getenv("POD_IP"), "this pod's IP (downward API: status.podIP) [$POD_IP]")
+	fl.StringVar(&k.dnsService, "dns-service", "kube-system/kube-dns", "NAMESPACE/NAME of the cluster DNS Service, read when the OS names no DNS server")
 }
 
 // discovery builds the informer-backed view of the cluster, with client-go's
 // klog output routed into log.
 func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*discovery.Discovery, error) {
 	klog.SetSlogLogger(log.With("component", "client-go"))
+	client, err := k.clientset()
+	if err != nil {
+		return nil, err
+	}
+	var dyn dynamic.Interface
+	if k.watchPolicies && k.client == nil {
+		cfg, err := kubeRESTConfig(k.kubeconfig, "xosprobe", "give --kubeconfig or static --peer flags")
+		if err != nil {
+			return nil, err
+		}
+		if dyn, err = dynamic.NewForConfig(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return discovery.New(discovery.Config{
+		Client: client, Namespace: namespace, PodName: pod, NodeName: node, PodIP: k.podIP,
+		AgentSelector: k.selector, ClusterDomain: k.clusterDomain, WatchNetworkPolicies: k.watchPolicies,
+		Dynamic: dyn, PolicyRediscoverInterval: k.rediscover,
+		Services: map[string]string{"linux": k.serviceLinux, "windows": k.serviceWindows},
+		Logger:   log,
+	})
+}
+
+// clientset returns the one client of this command, built on first use.
+func (k *kubeFlags) clientset() (kubernetes.Interface, error) {
+	if k.built != nil {
+		return k.built, nil
+	}
 	newClient := k.client
 	if newClient == nil {
 		newClient = k.newClient
@@ -54,12 +90,8 @@ func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*d
 	if err != nil {
 		return nil, err
 	}
-	return discovery.New(discovery.Config{
-		Client: client, Namespace: namespace, PodName: pod, NodeName: node, PodIP: k.podIP,
-		AgentSelector: k.selector, ClusterDomain: k.clusterDomain, WatchNetworkPolicies: k.watchPolicies,
-		Services: map[string]string{"linux": k.serviceLinux, "windows": k.serviceWindows},
-		Logger:   log,
-	})
+	k.built = client
+	return client, nil
 }
 
 func (k *kubeFlags) newClient() (kubernetes.Interface, error) {
@@ -69,6 +101,16 @@ func (k *kubeFlags) newClient() (kubernetes.Interface, error) {
 // kubeClient builds a client from kubeconfig, or from the in-cluster config
 // when kubeconfig is empty; outside says what to do outside a cluster.
 func kubeClient(kubeconfig, agent, outside string) (kubernetes.Interface, error) {
+	cfg, err := kubeRESTConfig(kubeconfig, agent, outside)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// kubeRESTConfig is the client configuration from kubeconfig, or in-cluster
+// when kubeconfig is empty.
+func kubeRESTConfig(kubeconfig, agent, outside string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -80,7 +122,7 @@ func kubeClient(kubeconfig, agent, outside string) (kubernetes.Interface, error)
 		return nil, fmt.Errorf("kubernetes client config: %w (outside a cluster, %s)", err, outside)
 	}
 	cfg.UserAgent = agent + "/" + version
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // runKubeAgent runs the agent with peers from the Kubernetes API.

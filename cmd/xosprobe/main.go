@@ -23,6 +23,10 @@ var (
 // errFailed signals a run that completed and found failures: exit 1, nothing more to print.
 var errFailed = errors.New("checks failed")
 
+// errInconclusive signals a run with no failure whose steps did not all
+// prove something (a refusal toward a port not known to listen): exit 3.
+var errInconclusive = errors.New("checks inconclusive")
+
 func main() { os.Exit(run()) }
 
 func run() int {
@@ -35,6 +39,8 @@ func run() int {
 		return 0
 	case errors.Is(err, errFailed):
 		return 1
+	case errors.Is(err, errInconclusive):
+		return 3
 	}
 	fmt.Fprintln(os.Stderr, "xosprobe:", err)
 	return 2

@@ -30,6 +30,7 @@ func TestShippedAgentManifestsConfigureAValidAgent(t *testing.T) {
 				require.NotNil(t, e.ValueFrom, "%s comes from the downward API", e.Name)
 				env[e.Name] = "from-" + strings.ToLower(e.Name)
 			}
+			env["POD_IP"] = "10.244.0.9" // parsed: the DNS server is the adapter's carrying it
 			for _, name := range []string{"NODE_NAME", "POD_NAME", "POD_NAMESPACE", "POD_IP"} {
 				require.Contains(t, env, name)
 				t.Setenv(name, env[name])

@@ -155,3 +155,89 @@ func TestPolicyExplainErrors(t *testing.T) {
 		})
 	}
 }
+
+const clusterPolicyObjects = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-scrape}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {matchLabels: {team: shop}}}
+  ingress:
+  - {name: deny-ops, action: Deny, from: [{namespaces: {matchLabels: {team: ops}}}], protocols: [{tcp: {destinationPort: {number: 80}}}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: api, image: api, ports: [{name: http, containerPort: 80}]}]}
+`
+
+func TestPolicyExplainClusterPoliciesAndUnknown(t *testing.T) {
+	calico := "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: default-deny}\nspec: {selector: all()}\n"
+	cases := []struct {
+		name    string
+		objects string
+		args    []string
+		unknown bool
+		lines   []string // leading lines of the output
+		has     []string
+	}{
+		{
+			name:    "a ClusterNetworkPolicy decides before the NetworkPolicy",
+			objects: policyObjects + "---\n" + clusterPolicyObjects,
+			args:    []string{"--from", "ops/prom-0", "--to", "shop/web-0", "--port", "80"},
+			lines:   []string{"DENY TCP/80 from pod ops/prom-0 (10.244.3.7) to pod shop/web-0 (10.244.1.5)"},
+			has: []string{"ingress of shop/web-0: denied by the admin tier",
+				"admin tier: ClusterNetworkPolicy/no-scrape (priority 5) ingress rule 0 (deny-ops): Deny, from[0] namespaces {team=ops}, TCP/80"},
+		},
+		{
+			name:    "a workload manifest's pod",
+			objects: policyObjects + "---\n" + clusterPolicyObjects,
+			args:    []string{"--from", "shop/web-0", "--to", "shop/deployment/api", "--port", "http"},
+			lines:   []string{"DENY TCP/http(80) from pod shop/web-0 (10.244.1.5) to pod shop/deployment/api"},
+			has:     []string{"rule 0: no peer matches: from[0] namespaceSelector {team=ops}"},
+		},
+		{
+			name:    "an unmodelled kind makes it unknown",
+			objects: policyObjects + calico,
+			args:    []string{"--from", "ops/prom-0", "--to", "shop/web-0", "--port", "http"},
+			unknown: true,
+			lines: []string{
+				"UNKNOWN TCP/http(80) from pod ops/prom-0 (10.244.3.7) to pod shop/web-0 (10.244.1.5)",
+				"unknown: 1 policy object of kinds this evaluator does not model applies to this traffic:",
+				"  GlobalNetworkPolicy.projectcalico.org default-deny",
+				"modelled policies alone: ALLOW",
+			},
+		},
+		{
+			name:    "a staged policy is ignored, and says so",
+			objects: policyObjects + strings.Replace(calico, "GlobalNetworkPolicy", "StagedGlobalNetworkPolicy", 1),
+			args:    []string{"--from", "ops/prom-0", "--to", "shop/web-0", "--port", "http"},
+			lines:   []string{"ALLOW TCP/http(80)"},
+			has:     []string{"ignored: StagedGlobalNetworkPolicy.projectcalico.org default-deny: a staged policy reports what it would do and enforces nothing"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeObjects(t, tc.objects)
+			out, err := runPolicy(t, "", append([]string{"explain", "-f", f}, tc.args...)...)
+			if tc.unknown {
+				require.ErrorIs(t, err, errInconclusive, "UNKNOWN exits 3")
+			} else {
+				require.NoError(t, err, out)
+			}
+			lines := strings.Split(out, "\n")
+			require.GreaterOrEqual(t, len(lines), len(tc.lines), out)
+			for i, l := range tc.lines {
+				assert.Equal(t, l, lines[i][:min(len(lines[i]), len(l))], out)
+			}
+			for _, h := range tc.has {
+				assert.Contains(t, out, h)
+			}
+		})
+	}
+}
