@@ -4,11 +4,19 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# Images: the reference they are imported/pushed as, the full commit for the
+# revision label, the commit time stamped on every file (same commit, same digest).
+IMAGE ?= ghcr.io/xosprobe/xosprobe
+IMAGE_TAG ?= dev
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+WINDOWS_BUILDS ?= ltsc2019 ltsc2022 ltsc2025
+NANOSERVER_DIR ?= $(HOME)/.cache/xosprobe/nanoserver
 GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate images clean dashboards dashboards-check rules-test prometheus-live e2e
+.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate image-linux image-windows images-docker clean dashboards dashboards-check rules-test prometheus-live e2e
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,7 +63,7 @@ prometheus-live: build ## every dashboard query and alert rule against a real Pr
 e2e: build ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
 	bash test/e2e/build.sh
-	cd test/e2e && XOSPROBE_E2E_STRICT=1 $(GO) test -count=1 -timeout 40m -v ./...
+	cd test/e2e && XOSPROBE_E2E_STRICT=1 $(GO) test -count=1 -timeout 60m -v ./...
 
 demo: build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
@@ -72,10 +80,22 @@ bench-ebpf: ## CPU cost of the eBPF RTT collector on the probe (root)
 bench: ## benchmarks with figures to compare (see README)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./probe/... | tee bench.out
 
-images: ## container images, where a Docker engine is present
-	@if ! docker info >/dev/null 2>&1; then echo "images: no Docker engine reachable here (docker info failed); nothing built"; exit 0; fi; \
-	docker build -f Dockerfile.linux -t xosprobe:$(VERSION)-linux . && \
-	for v in ltsc2019 ltsc2022; do docker build -f Dockerfile.windows --build-arg WINDOWS_VERSION=$$v -t xosprobe:$(VERSION)-windows-$$v . || exit 1; done
+image-linux: bin/xosprobe ## bin/xosprobe-linux.oci.tar: the Linux image (OCI layout, onto scratch); no Docker, no registry
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/xosprobe-image linux --binary bin/xosprobe \
+	  --out bin/xosprobe-linux.oci.tar --name $(IMAGE):$(IMAGE_TAG)-linux --version $(VERSION) --revision $(REVISION)
+
+image-windows: bin/xosprobe.exe ## bin/xosprobe-windows.oci.tar: one index, an image per Windows build, onto nanoserver layouts pulled beforehand (README)
+	@bases=; for b in $(WINDOWS_BUILDS); do p=$(NANOSERVER_DIR)/nanoserver-$$b; \
+	  if [ ! -d $$p ] && [ -f $$p.tar ]; then p=$$p.tar; fi; bases="$$bases --base $$b=$$p"; done; \
+	  set -x; SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/xosprobe-image windows --binary bin/xosprobe.exe \
+	  --out bin/xosprobe-windows.oci.tar --name $(IMAGE):$(IMAGE_TAG)-windows --version $(VERSION) --revision $(REVISION) \
+	  --builds "$(WINDOWS_BUILDS)" $$bases
+
+images-docker: ## the same images with a Docker engine: Dockerfile.linux, Dockerfile.windows once per Windows build
+	@if ! docker info >/dev/null 2>&1; then echo "images-docker: no Docker engine reachable here (docker info failed); use make image-linux / image-windows"; exit 1; fi; \
+	args="--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg REVISION=$(REVISION)"; \
+	docker build -f Dockerfile.linux $$args -t $(IMAGE):$(IMAGE_TAG)-linux . && \
+	for v in $(WINDOWS_BUILDS); do docker build -f Dockerfile.windows $$args --build-arg WINDOWS_VERSION=$$v -t $(IMAGE):$(IMAGE_TAG)-windows-$$v . || exit 1; done
 
 clean:
 	rm -rf bin bench.out

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the binaries of the e2e cluster-in-a-box from the Go module proxy:
-# etcd, kube-apiserver, kube-controller-manager, kube-proxy, coredns,
-# kube-router and prometheus. Each comes from a nested tools module under tools/ so that the
+# etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubelet,
+# kube-scheduler, containerd (with its runc shim and ctr), coredns, kube-router
+# and prometheus. Each comes from a nested tools module under tools/ so that the
 # main go.mod never sees their dependency graphs (they conflict with each other
 # too: kube-router and coredns pin older k8s.io libraries than Kubernetes).
 #
@@ -84,6 +85,7 @@ require_version etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 require_version coredns github.com/coredns/coredns "$COREDNS_VERSION"
 require_version kube-router github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION"
 require_version prometheus github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION"
+require_version containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
 
 kv=${KUBERNETES_VERSION#v}
 k8s_ldflags=""
@@ -94,8 +96,16 @@ done
 
 total=$SECONDS
 build etcd -- etcd "$ETCD_VERSION" "" .
-build kube-apiserver kube-controller-manager kube-proxy -- kubernetes "$KUBERNETES_VERSION" "$k8s_ldflags" \
-	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-proxy
+build kube-apiserver kube-controller-manager kube-proxy kubelet kube-scheduler -- kubernetes "$KUBERNETES_VERSION" "$k8s_ldflags" \
+	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-proxy \
+	k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler
+# The kubelet nodes' runtime: 2.4 is built against kubelet 1.37's CRI
+# (cri-api v0.37); Debian's 1.6 is far older. Without cgo btrfs drops
+# out by itself; devmapper and zfs are left out (overlayfs and native serve).
+TAGS=no_btrfs,no_devmapper,no_zfs build containerd containerd-shim-runc-v2 ctr -- containerd "$CONTAINERD_VERSION" \
+	"-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION -X github.com/containerd/containerd/v2/version.Revision=module-proxy" \
+	github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+	github.com/containerd/containerd/v2/cmd/ctr
 build coredns -- coredns "$COREDNS_VERSION" "" github.com/coredns/coredns
 build kube-router -- kube-router "$KUBE_ROUTER_VERSION" \
 	"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,9 +52,10 @@ const (
 	// The ground truth's windows at worst: the first baseline, every stage
 	// followed by its baseline, and two windows per retry.
 	groundTruthWindows = 1 + 2*groundTruthStages + 2*groundTruthRetries
-	// TestMixedCluster's budget: its windows and 6 minutes for the rest
-	// (setup, the checks before and the faults after take 2-3 minutes).
-	mixedClusterBudget = groundTruthWindows*e2eSettle + 6*time.Minute
+	// TestMixedCluster's budget: its windows, 6 minutes for the rest
+	// (setup, the checks before and the faults after take 2-3 minutes) and
+	// the no-false-alarm scenarios.
+	mixedClusterBudget = groundTruthWindows*e2eSettle + 6*time.Minute + scenariosBudget
 )
 
 // mixedPod is a pod the test runs an xosprobe component in.
@@ -92,6 +94,8 @@ func TestMixedCluster(t *testing.T) {
 		}
 	}
 	begin := time.Now()
+	// The summary's RESULT lines (results_test.go).
+	res := &results{}
 	start := time.Now()
 	c := setup(t, ctx, true)
 	t.Logf("timing: cluster start %s", time.Since(start).Round(time.Millisecond))
@@ -203,28 +207,45 @@ func TestMixedCluster(t *testing.T) {
 	}
 	t.Logf("aggregator --check-config:\n%s", strings.TrimSpace(aggOut))
 
+	// Flags the agent binary has beyond the manifests' (features of newer builds).
+	agentFlags := binaryFlags(t, ctx, linuxBin, "agent")
+	// agentFromTemplate plays the kubelet for a pod called name of the agent
+	// DaemonSet ds on node n, Ready at once or, with notReady, once the
+	// caller saw its readiness probe pass.
+	agentFromTemplate := func(n *cluster.Node, name string, ds *appsv1.DaemonSetSpec, notReady bool) mixedPod {
+		ds = ds.DeepCopy()
+		if n.OS == cluster.Windows {
+			podSecurityWorkaround(t, &ds.Template)
+		}
+		args := ds.Template.Spec.Containers[0].Args
+		bin := linuxBin
+		if n.OS == cluster.Windows {
+			// The kubelet's volumes are in the pod's C: drive
+			// (kubeletWineVolumes): the shipped --token-file and the
+			// in-cluster config serve as they are, and no --dns-server.
+			bin = windowsBin
+			args = windowsDNSWorkaround(t, args)
+		} else {
+			args = setFlag(args, "token-file", agentToken)
+			args = append(args, "--kubeconfig="+agentKC)
+		}
+		args = setFlag(args, "interval", e2eInterval)
+		args = setFlag(args, "timeout", e2eInterval) // must not exceed --interval
+		if agentFlags["policy-grace"] {
+			args = setFlag(args, "policy-grace", e2ePolicyGrace.String())
+		}
+		if agentFlags["policy-rediscover-interval"] {
+			args = setFlag(args, "policy-rediscover-interval", e2ePolicyRediscover.String())
+		}
+		return startPodFromTemplate(t, ctx, c, n, name, &ds.Template, bin, args, n.OS == cluster.Windows, notReady)
+	}
 	// startAgent plays the kubelet for the agent DaemonSet of node's OS.
 	startAgent := func(n *cluster.Node) mixedPod {
 		ds, _, err := podTemplate(objs, "DaemonSet", "xosprobe-agent-"+string(n.OS))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n.OS == cluster.Windows {
-			podSecurityWorkaround(t, &ds.Template)
-		}
-		args := ds.Template.Spec.Containers[0].Args
-		bin, kc, tok := linuxBin, agentKC, agentToken
-		if n.OS == cluster.Windows {
-			bin, kc, tok = windowsBin, winPath(agentKC), winPath(agentToken)
-		}
-		if n.OS == cluster.Windows {
-			args = windowsDNSWorkaround(t, args)
-		}
-		args = setFlag(args, "token-file", tok)
-		args = setFlag(args, "interval", e2eInterval)
-		args = setFlag(args, "timeout", e2eInterval) // must not exceed --interval
-		args = append(args, "--kubeconfig="+kc)
-		return startFromTemplate(t, ctx, c, n, "xosprobe-agent-"+n.Name, &ds.Template, bin, args, n.OS == cluster.Windows)
+		return agentFromTemplate(n, "xosprobe-agent-"+n.Name, ds, false)
 	}
 	var agents []mixedPod
 	for _, name := range nodeNames {
@@ -418,6 +439,10 @@ func TestMixedCluster(t *testing.T) {
 		}
 	})
 
+	// Windows pods as close to nanoserver as Wine allows (winepods_test.go).
+	res.Run(t, "wine-no-host-root", func(t *testing.T, r *result) { wineNoHostRoot(t, ctx, c, agents, r) })
+	res.Run(t, "windows-dns-direct", func(t *testing.T, r *result) { windowsDNSDirect(t, ctx, agents, r) })
+
 	t.Run("PrometheusDiscoversAndScrapes", func(t *testing.T) {
 		// Kubernetes SD finds every agent and the aggregator, the shipped
 		// relabelling names them, and every scrape succeeds.
@@ -519,7 +544,19 @@ func TestMixedCluster(t *testing.T) {
 		}
 	}
 
-	// 6. Every dashboard query returned data at some point of the run.
+	// 6. No false alarms (issue #18): rollouts, drains, restarts and policy
+	// changes, each with its RESULT line.
+	repoRoot, _ := filepath.Abs("../..")
+	le := &lifecycleEnv{faultEnv: f, nodes: nodes, agentFromTemplate: agentFromTemplate, agentFlags: agentFlags, repoRoot: repoRoot,
+		aggFromTemplate: func(n *cluster.Node, name string, tmpl *corev1.PodTemplateSpec, notReady bool) mixedPod {
+			return startPodFromTemplate(t, ctx, c, n, name, tmpl, linuxBin, aggArgs, false, notReady)
+		}}
+	le.run(t, res)
+	if err := alive(); err != nil {
+		t.Error(err) // not Fatal: the summary with the RESULT lines still prints
+	}
+
+	// 7. Every dashboard query returned data at some point of the run.
 	var promLines []string
 	t.Run("DashboardQueries", func(t *testing.T) {
 		n, withData, empty, listed, stale, err := dashboardCoverage(prom, "../../dashboards/queries.txt", "prometheus-empty-ok.txt", promStarted, time.Now())
@@ -540,7 +577,7 @@ func TestMixedCluster(t *testing.T) {
 	if alert != nil {
 		promLines = append(alert.Lines, promLines...)
 	}
-	printSummary(t, matrix, enforcement, gt, promLines, f.Lines)
+	printSummary(t, matrix, enforcement, gt, promLines, f.Lines, res.Lines())
 	t.Logf("timing: TestMixedCluster body %s", time.Since(begin).Round(time.Millisecond))
 }
 
@@ -550,6 +587,14 @@ func TestMixedCluster(t *testing.T) {
 func startFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster, n *cluster.Node, name string,
 	tmpl *corev1.PodTemplateSpec, bin string, args []string, wine bool) mixedPod {
 	t.Helper()
+	return startPodFromTemplate(t, ctx, c, n, name, tmpl, bin, args, wine, false)
+}
+
+// startPodFromTemplate is startFromTemplate; notReady creates the pod not
+// Ready, as before its readiness probe first passes (cluster.SetReady).
+func startPodFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster, n *cluster.Node, name string,
+	tmpl *corev1.PodTemplateSpec, bin string, args []string, wine, notReady bool) mixedPod {
+	t.Helper()
 	ctr := tmpl.Spec.Containers[0]
 	p, err := c.CreatePod(ctx, n, cluster.PodSpec{
 		Namespace: probeNS, Name: name,
@@ -558,6 +603,7 @@ func startFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster, n 
 		ServiceAccount:           tmpl.Spec.ServiceAccountName,
 		SecurityContext:          tmpl.Spec.SecurityContext,
 		ContainerSecurityContext: ctr.SecurityContext,
+		NotReady:                 notReady,
 	})
 	if err != nil {
 		t.Fatalf("pod %s from the %s template: %v", name, ctr.Name, err)
@@ -581,6 +627,9 @@ func startFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster, n 
 			}
 		}
 		env = append(env, e.Name+"="+v)
+	}
+	if wine {
+		t.Logf("%s: kubelet volumes in its C: drive: %s", p, strings.Join(kubeletWineVolumes(t, ctx, c, p, tmpl), ", "))
 	}
 	spec := cluster.ExecSpec{Args: append([]string{bin}, args...), Env: env, Wine: wine, Name: ctr.Name}
 	proc, err := c.Exec(ctx, p, spec)
@@ -745,7 +794,7 @@ func (g groundTruth) bound() time.Duration { return max(groundTruthTolerance, g.
 
 // printSummary logs the per-pair table of /matrix, policy enforcement and
 // the ground-truth errors.
-func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundTruth, prometheus, faults []string) {
+func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundTruth, prometheus, faults, resultLines []string) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n== xosprobe e2e summary ==\n")
@@ -804,6 +853,10 @@ func printSummary(t *testing.T, m *matrixDoc, enforcement []string, gt []groundT
 		if len(sec.lines) > 0 {
 			fmt.Fprintf(&b, "%s:\n  %s\n", sec.title, strings.Join(sec.lines, "\n  "))
 		}
+	}
+	// Last and without a section indent: one grep of "RESULT " lists them.
+	for _, l := range resultLines {
+		fmt.Fprintf(&b, "%s\n", l)
 	}
 	t.Log(b.String())
 }

@@ -1,6 +1,6 @@
 module github.com/xosprobe/xosprobe/test/e2e
 
-go 1.26.0
+go 1.26.6
 
 require (
 	k8s.io/api v0.37.2
@@ -10,7 +10,12 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	github.com/gorilla/websocket v1.5.4-0.20250319132907-e064f32e3674 // indirect
+	github.com/moby/spdystream v0.5.1 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	k8s.io/streaming v0.37.2 // indirect
+)
 
 require (
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
@@ -31,7 +36,7 @@ require (
 	github.com/go-openapi/swag/stringutils v0.27.1 // indirect
 	github.com/go-openapi/swag/typeutils v0.27.1 // indirect
 	github.com/go-openapi/swag/yamlutils v0.27.1 // indirect
-	github.com/google/gnostic-models v0.7.0 // indirect
+	github.com/google/gnostic-models v0.7.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect

@@ -198,9 +198,6 @@ func flagValue(args []string, name string) (string, bool) {
 	return "", false
 }
 
-// winPath is a host path as a Windows program under Wine sees it (Z: maps /).
-func winPath(p string) string { return `Z:` + strings.ReplaceAll(p, "/", `\`) }
-
 // sample is one line of Prometheus text exposition.
 type sample struct {
 	Name   string

@@ -46,6 +46,9 @@ type Node struct {
 
 	KubeProxy  *Process
 	KubeRouter *Process // nil unless Linux and Config.NetworkPolicy
+	// Kubelet is the node's real kubelet and container runtime; nil when
+	// the harness plays the kubelet (see CreateKubeletNode).
+	Kubelet *Kubelet
 
 	c     *Cluster
 	index int
@@ -61,6 +64,13 @@ type Node struct {
 // for a Linux node in a cluster with NetworkPolicy, kube-router. podCIDR may be
 // empty: node i (from 1) gets 10.244.i.0/24.
 func (c *Cluster) CreateNode(ctx context.Context, name string, nodeOS OS, podCIDR string) (*Node, error) {
+	return c.createNode(ctx, name, nodeOS, podCIDR, nil)
+}
+
+// createNode is CreateNode; a non-nil register replaces the harness's Node
+// object and status (a real kubelet registers its node) and runs before
+// kube-proxy and kube-router start.
+func (c *Cluster) createNode(ctx context.Context, name string, nodeOS OS, podCIDR string, register func(context.Context, *Node) error) (*Node, error) {
 	if nodeOS != Linux && nodeOS != Windows {
 		return nil, fmt.Errorf("node %s: unknown OS %q", name, nodeOS)
 	}
@@ -96,7 +106,10 @@ func (c *Cluster) CreateNode(ctx context.Context, name string, nodeOS OS, podCID
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
-	if err := n.createObject(ctx); err != nil {
+	if register == nil {
+		register = func(ctx context.Context, n *Node) error { return n.createObject(ctx) }
+	}
+	if err := register(ctx, n); err != nil {
 		return nil, fmt.Errorf("node %s: %w", name, err)
 	}
 	if err := n.startKubeProxy(ctx); err != nil {

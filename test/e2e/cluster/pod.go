@@ -36,6 +36,9 @@ type PodSpec struct {
 	// The harness still runs the workload as the test's user.
 	SecurityContext          *corev1.PodSecurityContext
 	ContainerSecurityContext *corev1.SecurityContext
+	// NotReady creates the pod Running but not Ready, as a kubelet reports a
+	// container whose readiness probe has not passed yet; SetReady flips it.
+	NotReady bool
 }
 
 // Pod is a network namespace on its node's bridge plus the Pod object whose
@@ -181,7 +184,7 @@ func (p *Pod) createObject(ctx context.Context, spec PodSpec) error {
 	if err != nil {
 		return err
 	}
-	return p.updateStatus(ctx, created, true)
+	return p.updateStatus(ctx, created, !spec.NotReady)
 }
 
 // SetReady flips the pod's Ready condition, as a kubelet does when a
@@ -237,6 +240,26 @@ func (p *Pod) updateStatus(ctx context.Context, obj *corev1.Pod, ready bool) err
 	return err
 }
 
+// TerminatePod starts a graceful deletion of the Pod object, as a controller
+// or kubectl does: the apiserver sets its deletionTimestamp and keeps it, now
+// terminating (EndpointSlices mark its endpoint so), until the kubelet
+// confirms. DeletePod is that confirmation: it stops the workload and deletes
+// the object for good.
+func (c *Cluster) TerminatePod(ctx context.Context, p *Pod, grace time.Duration) error {
+	err := c.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(grace / time.Second))})
+	if err != nil {
+		return fmt.Errorf("pod %s: graceful delete: %w", p, err)
+	}
+	got, err := c.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("pod %s: after graceful delete: %w", p, err)
+	}
+	if got.DeletionTimestamp == nil {
+		return fmt.Errorf("pod %s: graceful delete left no deletionTimestamp", p)
+	}
+	return nil
+}
+
 // DeletePod stops the pod's processes, deletes the Pod object (EndpointSlices
 // drop it) and removes its namespace, veth and /etc/netns files.
 func (c *Cluster) DeletePod(ctx context.Context, p *Pod) error {
@@ -269,9 +292,11 @@ type ExecSpec struct {
 	// process, the KUBERNETES_SERVICE_* variables a kubelet injects, and
 	// POD_NAME, POD_NAMESPACE, POD_IP, NODE_NAME, HOST_IP.
 	Env []string
-	// Wine runs Args[0] (a Windows .exe) under wine64 with a Wine prefix of
-	// the pod's own: Wine opens sockets in its wineserver, so every Windows
-	// pod needs a wineserver started inside its namespace.
+	// Wine runs Args[0] under Wine with a Wine prefix of the pod's own (Wine
+	// opens sockets in its wineserver, so every Windows pod needs a
+	// wineserver started inside its namespace), sandboxed as winesandbox.go
+	// describes. Args[0] is a C:\ path in the pod's C: drive, or a host .exe
+	// that is first copied to C:\<name>\<name>.exe.
 	Wine bool
 	// Name labels the log file (default: base name of Args[0]).
 	Name string
@@ -343,11 +368,14 @@ func (p *Pod) command(spec ExecSpec) (argv, env []string, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		// Wine keeps its wineserver socket directory under $TMPDIR; one of
-		// the pod's own goes away with the work dir instead of piling up in /tmp.
-		tmp := filepath.Join(filepath.Dir(prefix), "tmp")
-		env = append(env, "WINEPREFIX="+prefix, "TMPDIR="+tmp, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=")
-		args = append([]string{"wine"}, args...)
+		// The pod's sandbox (winesandbox.go): no host drive, a Unix root of
+		// its own, the binary at the image's path. Wine keeps its wineserver
+		// socket under $TMPDIR, the pod's own directory bound at /tmp.
+		var wenv []string
+		if args, wenv, err = p.wineCommand(prefix, args); err != nil {
+			return nil, nil, err
+		}
+		env = append(env, wenv...)
 	}
 	env = append(env, spec.Env...)
 	argv = append([]string{"ip", "netns", "exec", p.NetNS}, args...)
@@ -380,6 +408,9 @@ func (p *Pod) wine() (string, error) {
 	if _, err := run(context.Background(), "mount", "-t", "overlay", wineSource(p.c.cfg.Prefix),
 		"-o", "lowerdir="+tmpl+",upperdir="+upper+",workdir="+work, merged); err != nil {
 		return "", err
+	}
+	if err := dropHostDrives(merged); err != nil {
+		return "", fmt.Errorf("pod %s: %w", p, err)
 	}
 	p.winePrefix = merged
 	return merged, nil
