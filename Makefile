@@ -36,9 +36,9 @@ test: lint test-unit test-windows dashboards-check rules-test prometheus-live ##
 test-unit: ## Linux unit and integration tests with the race detector
 	$(GO) test -race -count=1 ./...
 
-test-windows: build ## Windows build's tests and binary under Wine (real QPC, real Winsock)
+test-windows: build ## Windows build's tests (the packages of xosprobe.exe; cmd/xosprobe-image is a build-host tool) and binary under Wine (real QPC, real Winsock)
 	test/wine/setup.sh
-	GOOS=windows GOARCH=amd64 $(GO) test -count=1 -exec wine ./probe/... ./agent/... ./cmd/...
+	GOOS=windows GOARCH=amd64 $(GO) test -count=1 -exec wine ./probe/... ./agent/... ./cmd/xosprobe/
 	test/crossos.sh
 	XOSPROBE_WINDOWS_BINARY=$(CURDIR)/bin/xosprobe.exe $(GO) test -count=1 -run TestDemo -v ./cmd/xosprobe
 
