@@ -134,6 +134,25 @@ func (s alertSpan) page() bool {
 	return s.fired || s.atEnd
 }
 
+// latencyAlerts judge the measured latency distribution, not the mesh's
+// lifecycle. In the box their states follow Wine's latency noise (the
+// windows->windows delta sits near the threshold) and the ground truth's
+// shortened for (e2eDeltaAlertFor); a rollout of a minute cannot hold them
+// for their shipped for (10 and 15 minutes). The lifecycle scenarios list
+// them in their figures and judge the alerts lifecycle can trigger:
+// availability, failures, policy, peers.
+var latencyAlerts = []string{deltaAlert, "XosprobeCrossOSDeltaRegressed"}
+
+// latencyAlert reports whether an alert key (name{labels}) is a latency alert.
+func latencyAlert(key string) bool {
+	for _, name := range latencyAlerts {
+		if strings.HasPrefix(key, name+"{") {
+			return true
+		}
+	}
+	return false
+}
+
 // spans returns the xosprobe alerts that were active from the watch's start
 // to now and not active when it started.
 func (w *alertWatch) spans() ([]alertSpan, error) {
@@ -207,8 +226,12 @@ func (w *alertWatch) judge(t *testing.T, r *result, what string) {
 	if err != nil {
 		t.Fatalf("%s: reading ALERTS: %v", what, err)
 	}
-	var pages, transients []string
+	var pages, transients, latency []string
 	for _, s := range spans {
+		if latencyAlert(s.key) {
+			latency = append(latency, s.String())
+			continue
+		}
 		if s.page() {
 			pages = append(pages, s.String())
 			t.Errorf("%s: alert %s (started %s after the scenario began; fired %v, still active %v)", what, s, s.first.Sub(w.from).Round(time.Second), s.fired, s.atEnd)
@@ -222,6 +245,9 @@ func (w *alertWatch) judge(t *testing.T, r *result, what string) {
 	}
 	if len(transients) > 0 {
 		r.Figure("pending and cleared (no page): %s", strings.Join(transients, ", "))
+	}
+	if len(latency) > 0 {
+		r.Figure("latency alerts, not judged here: %s", strings.Join(latency, ", "))
 	}
 	r.Figure("window %s", time.Since(w.from).Round(time.Second))
 }
@@ -541,6 +567,21 @@ func binaryFlags(t *testing.T, ctx context.Context, bin, sub string) map[string]
 		t.Fatalf("%s %s -h lists no flags:\n%s", bin, sub, out)
 	}
 	return flags
+}
+
+func TestLatencyAlertsAreNamedByAlertname(t *testing.T) {
+	for key, want := range map[string]bool{
+		`XosprobeCrossOSDeltaHigh{check=service,pair=windows->windows}`:  true,
+		`XosprobeCrossOSDeltaRegressed{check=dns,pair=windows->windows}`: true,
+		`XosprobeCheckFailureRate{check=netpol-allow,dst_os=linux}`:      false,
+		`XosprobeCrossOSDeltaHighest{check=tcp}`:                         false,
+		`XosprobeAgentDown{instance=10.244.2.3:9445,job=xosprobe-agent}`: false,
+		`XosprobeNetworkPolicyNotEnforced{src_os=linux,dst_os=windows}`:  false,
+	} {
+		if got := latencyAlert(key); got != want {
+			t.Errorf("latencyAlert(%q) = %v, want %v", key, got, want)
+		}
+	}
 }
 
 func TestAlertSpanPage(t *testing.T) {
