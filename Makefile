@@ -60,7 +60,7 @@ rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian pac
 prometheus-live: build ## every dashboard query and alert rule against a real Prometheus scraping the demo mesh
 	test/prometheus/live.sh
 
-e2e: build ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
+e2e: build image-linux ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
 	bash test/e2e/build.sh
 	cd test/e2e && XOSPROBE_E2E_STRICT=1 $(GO) test -count=1 -timeout 60m -v ./...

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries of the e2e cluster-in-a-box from the Go module proxy:
 # etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubelet,
-# kube-scheduler, containerd (with its runc shim and ctr), coredns, kube-router
+# kube-scheduler, kubectl, containerd (with its runc shim and ctr), coredns, kube-router
 # and prometheus. Each comes from a nested tools module under tools/ so that the
 # main go.mod never sees their dependency graphs (they conflict with each other
 # too: kube-router and coredns pin older k8s.io libraries than Kubernetes).
@@ -96,9 +96,10 @@ done
 
 total=$SECONDS
 build etcd -- etcd "$ETCD_VERSION" "" .
-build kube-apiserver kube-controller-manager kube-proxy kubelet kube-scheduler -- kubernetes "$KUBERNETES_VERSION" "$k8s_ldflags" \
+# kubectl: the e2e runs the README's kubectl exec line as an operator would.
+build kube-apiserver kube-controller-manager kube-proxy kubelet kube-scheduler kubectl -- kubernetes "$KUBERNETES_VERSION" "$k8s_ldflags" \
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-proxy \
-	k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler
+	k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 # The kubelet nodes' runtime: 2.4 is built against kubelet 1.37's CRI
 # (cri-api v0.37); Debian's 1.6 is far older. Without cgo btrfs drops
 # out by itself; devmapper and zfs are left out (overlayfs and native serve).

@@ -608,25 +608,9 @@ func startPodFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster,
 	if err != nil {
 		t.Fatalf("pod %s from the %s template: %v", name, ctr.Name, err)
 	}
-	// The downward API of the template, resolved as the kubelet would.
-	var env []string
-	for _, e := range ctr.Env {
-		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			switch e.ValueFrom.FieldRef.FieldPath {
-			case "spec.nodeName":
-				v = n.Name
-			case "metadata.name":
-				v = p.Name
-			case "metadata.namespace":
-				v = p.Namespace
-			case "status.podIP":
-				v = p.IP.String()
-			default:
-				t.Fatalf("%s: env %s: fieldPath %s not handled by the test", name, e.Name, e.ValueFrom.FieldRef.FieldPath)
-			}
-		}
-		env = append(env, e.Name+"="+v)
+	env, err := downwardEnv(&ctr, p)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
 	if wine {
 		t.Logf("%s: kubelet volumes in its C: drive: %s", p, strings.Join(kubeletWineVolumes(t, ctx, c, p, tmpl), ", "))
@@ -638,6 +622,33 @@ func startPodFromTemplate(t *testing.T, ctx context.Context, c *cluster.Cluster,
 	}
 	t.Logf("%s on %s (%s): %s %s", p, n.Name, p.IP, filepath.Base(bin), strings.Join(args, " "))
 	return mixedPod{pod: p, os: n.OS, proc: proc, spec: spec}
+}
+
+// downwardEnv is the container's environment with its downward-API fields
+// resolved for pod p, as the kubelet would.
+func downwardEnv(ctr *corev1.Container, p *cluster.Pod) ([]string, error) {
+	var env []string
+	for _, e := range ctr.Env {
+		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			switch e.ValueFrom.FieldRef.FieldPath {
+			case "spec.nodeName":
+				v = p.Node.Name
+			case "metadata.name":
+				v = p.Name
+			case "metadata.namespace":
+				v = p.Namespace
+			case "status.podIP":
+				v = p.IP.String()
+			default:
+				return nil, fmt.Errorf("env %s: fieldPath %s not handled by the test", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+		} else if e.ValueFrom != nil {
+			return nil, fmt.Errorf("env %s: only fieldRef sources are handled by the test", e.Name)
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	return env, nil
 }
 
 // increase is now minus base for counters (by name and labels); other

@@ -46,7 +46,8 @@ const (
 )
 
 // derivePrometheusFiles returns the shipped scrape config and rule file with
-// the e2e's edits, and the list of edits. Every edit is made here, on the
+// the e2e's edits, and the list of edits. An empty kubeconfig leaves service
+// discovery in-cluster (Prometheus in a pod a real kubelet runs). Every edit is made here, on the
 // parsed shipped files, so the e2e runs the shipped relabelling, expressions
 // and thresholds, and fails if a key it edits disappears.
 func derivePrometheusFiles(config, rules []byte, kubeconfig string) (cfgOut, rulesOut []byte, edits []string, err error) {
@@ -86,8 +87,11 @@ func derivePrometheusFiles(config, rules []byte, kubeconfig string) (cfgOut, rul
 			if _, ok := sd["api_server"]; ok {
 				return nil, nil, nil, fmt.Errorf("prometheus.yaml: job %v sets api_server; the e2e expects in-cluster discovery", job["job_name"])
 			}
-			sd["kubeconfig_file"] = kubeconfig
 			nsd++
+			if kubeconfig == "" {
+				continue // a pod a real kubelet runs: in-cluster, as shipped
+			}
+			sd["kubeconfig_file"] = kubeconfig
 			edits = append(edits, fmt.Sprintf("prometheus.yaml job %v kubernetes_sd_configs: + kubeconfig_file (the ServiceAccount token the kubelet would mount at a fixed path, as a kubeconfig for the kubernetes Service VIP)", job["job_name"]))
 		}
 	}

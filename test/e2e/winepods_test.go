@@ -25,24 +25,37 @@ import (
 // on the container's C: drive).
 const serviceAccountDir = `C:\var\run\secrets\kubernetes.io\serviceaccount`
 
-// kubeletWineVolumes plays the kubelet's volume mounts for a Windows pod
-// under Wine: files go into the pod's C: drive, where a Windows kubelet
-// mounts them, never read through a host path. It writes the ServiceAccount
-// token, CA and namespace (unless the template opts out), and each projected
-// serviceAccountToken volume of the container's mounts. Any other volume is
-// an error: the test would otherwise start a pod the kubelet could not.
+// kubeletWineVolumes is wineVolumes for a pod the test creates from tmpl.
 func kubeletWineVolumes(t *testing.T, ctx context.Context, c *cluster.Cluster, p *cluster.Pod, tmpl *corev1.PodTemplateSpec) []string {
 	t.Helper()
-	obj, err := c.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	written, err := wineVolumes(ctx, c, p, &tmpl.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa := tmpl.Spec.ServiceAccountName
+	return written
+}
+
+// wineVolumes plays the kubelet's volume mounts for a Windows pod under
+// Wine: files go into the pod's C: drive, where a Windows kubelet mounts
+// them, never read through a host path. It writes every projected volume the
+// container mounts (serviceAccountToken, configMap and downwardAPI
+// metadata.namespace sources: the ServiceAccount admission plugin's
+// kube-api-access volume and the manifests' audience-bound token) and, when
+// the pod has no ServiceAccount mount and does not opt out, the token, CA and
+// namespace a kubelet mounts at the path client-go's in-cluster config reads.
+// Any other volume is an error: a pod the harness could not start as the
+// kubelet would must not start at all.
+func wineVolumes(ctx context.Context, c *cluster.Cluster, p *cluster.Pod, spec *corev1.PodSpec) ([]string, error) {
+	obj, err := c.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sa := spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
 	}
 	// Bound to the pod, as the kubelet's tokens are.
-	token := func(audiences []string, expiry *int64) []byte {
+	token := func(audiences []string, expiry *int64) ([]byte, error) {
 		if expiry == nil {
 			expiry = ptr.To[int64](3600)
 		}
@@ -51,51 +64,105 @@ func kubeletWineVolumes(t *testing.T, ctx context.Context, c *cluster.Cluster, p
 				BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: obj.UID}},
 		}, metav1.CreateOptions{})
 		if err != nil {
-			t.Fatalf("pod %s: token for ServiceAccount %s: %v", p, sa, err)
+			return nil, fmt.Errorf("pod %s: token for ServiceAccount %s: %w", p, sa, err)
 		}
-		return []byte(tr.Status.Token)
+		return []byte(tr.Status.Token), nil
 	}
 	var written []string
-	write := func(win string, data []byte) {
+	write := func(win string, data []byte) error {
 		if err := c.WriteWineFile(p, win, data); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		written = append(written, win)
-	}
-	if am := tmpl.Spec.AutomountServiceAccountToken; am == nil || *am {
-		ca, err := os.ReadFile(c.CP.PKI.CACert)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(serviceAccountDir+`\token`, token(nil, nil))
-		write(serviceAccountDir+`\ca.crt`, ca)
-		write(serviceAccountDir+`\namespace`, []byte(p.Namespace))
+		return nil
 	}
 	volumes := map[string]corev1.Volume{}
-	for _, v := range tmpl.Spec.Volumes {
+	for _, v := range spec.Volumes {
 		volumes[v.Name] = v
 	}
-	for _, m := range tmpl.Spec.Containers[0].VolumeMounts {
+	saMounted := false
+	for _, m := range spec.Containers[0].VolumeMounts {
 		v, ok := volumes[m.Name]
 		if !ok {
-			t.Fatalf("pod %s: volumeMount %s names no volume", p, m.Name)
+			return nil, fmt.Errorf("pod %s: volumeMount %s names no volume", p, m.Name)
 		}
 		if v.Projected == nil {
-			t.Fatalf("pod %s: volume %s: only projected serviceAccountToken volumes are mounted by the test", p, v.Name)
+			return nil, fmt.Errorf("pod %s: volume %s: only projected volumes are mounted by the test's Windows kubelet", p, v.Name)
+		}
+		dir := windowsPath(m.MountPath)
+		if strings.EqualFold(dir, serviceAccountDir) {
+			saMounted = true
 		}
 		for _, src := range v.Projected.Sources {
-			if src.ServiceAccountToken == nil {
-				t.Fatalf("pod %s: volume %s: only serviceAccountToken sources are mounted by the test", p, v.Name)
+			switch {
+			case src.ServiceAccountToken != nil:
+				st := src.ServiceAccountToken
+				var aud []string
+				if st.Audience != "" {
+					aud = []string{st.Audience}
+				}
+				tok, err := token(aud, st.ExpirationSeconds)
+				if err != nil {
+					return nil, err
+				}
+				if err := write(dir+`\`+windowsPath(st.Path), tok); err != nil {
+					return nil, err
+				}
+			case src.ConfigMap != nil:
+				cm, err := c.Client.CoreV1().ConfigMaps(p.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
+				if err != nil {
+					return nil, fmt.Errorf("pod %s: volume %s: %w", p, v.Name, err)
+				}
+				for _, it := range src.ConfigMap.Items {
+					data, ok := cm.Data[it.Key]
+					if !ok {
+						return nil, fmt.Errorf("pod %s: volume %s: ConfigMap %s has no key %s", p, v.Name, cm.Name, it.Key)
+					}
+					if err := write(dir+`\`+windowsPath(it.Path), []byte(data)); err != nil {
+						return nil, err
+					}
+				}
+			case src.DownwardAPI != nil:
+				for _, it := range src.DownwardAPI.Items {
+					if it.FieldRef == nil || it.FieldRef.FieldPath != "metadata.namespace" {
+						return nil, fmt.Errorf("pod %s: volume %s: downwardAPI item %s: only metadata.namespace is mounted by the test's Windows kubelet", p, v.Name, it.Path)
+					}
+					if err := write(dir+`\`+windowsPath(it.Path), []byte(p.Namespace)); err != nil {
+						return nil, err
+					}
+				}
+			default:
+				return nil, fmt.Errorf("pod %s: volume %s: a projected source the test's Windows kubelet does not mount", p, v.Name)
 			}
-			st := src.ServiceAccountToken
-			var aud []string
-			if st.Audience != "" {
-				aud = []string{st.Audience}
-			}
-			write(strings.TrimRight(m.MountPath, `\`)+`\`+strings.ReplaceAll(st.Path, "/", `\`), token(aud, st.ExpirationSeconds))
 		}
 	}
-	return written
+	if am := spec.AutomountServiceAccountToken; !saMounted && (am == nil || *am) {
+		ca, err := os.ReadFile(c.CP.PKI.CACert)
+		if err != nil {
+			return nil, err
+		}
+		tok, err := token(nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		for name, data := range map[string][]byte{"token": tok, "ca.crt": ca, "namespace": []byte(p.Namespace)} {
+			if err := write(serviceAccountDir+`\`+name, data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sort.Strings(written)
+	return written, nil
+}
+
+// windowsPath turns a mount path as a Windows kubelet reads it (a Linux-style
+// absolute path means the same path on C:) into a C:\ path.
+func windowsPath(p string) string {
+	p = strings.ReplaceAll(p, "/", `\`)
+	if strings.HasPrefix(p, `\`) {
+		p = "C:" + p
+	}
+	return strings.TrimRight(p, `\`)
 }
 
 // wineNoHostRoot proves that no Windows pod's Wine opens a Linux host path:

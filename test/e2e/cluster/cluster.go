@@ -62,6 +62,10 @@ type Config struct {
 	// NetworkPolicy starts kube-router's network policy controller on every
 	// Linux node; Windows nodes never get one.
 	NetworkPolicy bool
+	// Workloads runs kube-scheduler and the workload controllers, so
+	// DaemonSets and Deployments get pods as in a cluster (see
+	// ControlPlane.Workloads); kubelet nodes and RunWindowsKubelet run them.
+	Workloads bool
 	// WineTemplate is the Wine prefix copied (as an overlay) for each Windows
 	// pod that runs a .exe. Default: $WINEPREFIX, else ~/.wine.
 	WineTemplate string
@@ -163,7 +167,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := setupHost(ctx, c.cfg.Prefix); err != nil {
 		return fmt.Errorf("host network: %w", err)
 	}
-	c.CP = &ControlPlane{BinDir: c.cfg.BinDir, BindAddress: HostIP, PIDDir: pidDir(c.cfg.Prefix), Logger: c.log}
+	c.CP = &ControlPlane{BinDir: c.cfg.BinDir, BindAddress: HostIP, PIDDir: pidDir(c.cfg.Prefix), Workloads: c.cfg.Workloads, Logger: c.log}
 	if err := c.CP.Start(ctx, c.cfg.WorkDir); err != nil {
 		return err
 	}
@@ -257,6 +261,10 @@ func (c *Cluster) Teardown() error {
 		errs = append(errs, p.procs.stopAll())
 	}
 	for _, n := range nodes {
+		if n.Kubelet != nil {
+			// Before the node's other processes: containers outlive them.
+			errs = append(errs, n.Kubelet.Stop())
+		}
 		errs = append(errs, n.procs.stopAll())
 	}
 	if c.CP != nil {

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -29,6 +31,7 @@ const (
 	Etcd                  Component = "etcd"
 	KubeAPIServer         Component = "kube-apiserver"
 	KubeControllerManager Component = "kube-controller-manager"
+	KubeScheduler         Component = "kube-scheduler"
 )
 
 // controllers are the kube-controller-manager controllers the harness needs:
@@ -43,6 +46,14 @@ var controllers = []string{
 	"service-cidr-controller",
 }
 
+// workloadControllers are added with ControlPlane.Workloads: the controllers
+// that turn DaemonSets and Deployments into pods and keep PodDisruptionBudgets'
+// status, as in a cluster. Off otherwise, so they never fight the pods the
+// harness places itself from the same templates.
+var workloadControllers = []string{
+	"daemonset-controller", "deployment-controller", "replicaset-controller", "disruption-controller",
+}
+
 // ControlPlane runs etcd, kube-apiserver and kube-controller-manager as child
 // processes. Fill in the exported configuration fields, then Start.
 type ControlPlane struct {
@@ -53,7 +64,13 @@ type ControlPlane struct {
 	BindAddress netip.Addr
 	// PIDDir, when set, records each process for Sweep.
 	PIDDir string
-	Logger *slog.Logger
+	// Workloads runs workloads as a cluster does: kube-scheduler, the
+	// DaemonSet, Deployment, ReplicaSet and disruption controllers, and the
+	// ServiceAccount admission plugin (pods get the kube-api-access volume
+	// that in-cluster clients read). Pods the harness creates itself must
+	// then name a ServiceAccount that exists.
+	Workloads bool
+	Logger    *slog.Logger
 
 	// Set by Start.
 	Dir        string
@@ -64,8 +81,9 @@ type ControlPlane struct {
 	Client     kubernetes.Interface
 
 	procs   map[Component]*Process
-	etcdURL string
-	apiPort int
+	etcdURL       string
+	apiPort       int
+	schedulerPort int
 }
 
 // Start generates the PKI under dir, starts the three components and waits
@@ -97,6 +115,9 @@ func (cp *ControlPlane) Start(ctx context.Context, dir string) (err error) {
 	if cp.apiPort, err = freePort(cp.BindAddress.String()); err != nil {
 		return err
 	}
+	if cp.schedulerPort, err = freePort("127.0.0.1"); err != nil {
+		return err
+	}
 	cp.etcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	cp.Server = "https://" + net.JoinHostPort(cp.BindAddress.String(), strconv.Itoa(cp.apiPort))
@@ -104,6 +125,9 @@ func (cp *ControlPlane) Start(ctx context.Context, dir string) (err error) {
 		return err
 	}
 
+	if err := cp.issueKubeletClientCert(); err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := cp.start(Etcd, []string{
 		"--name=default", "--data-dir=" + filepath.Join(dir, "etcd"),
@@ -124,12 +148,24 @@ func (cp *ControlPlane) Start(ctx context.Context, dir string) (err error) {
 	if err := cp.startControllerManager(ctx); err != nil {
 		return err
 	}
+	if cp.Workloads {
+		if err := cp.start(KubeScheduler, cp.schedulerArgs()); err != nil {
+			return err
+		}
+		if err := cp.waitScheduler(ctx); err != nil {
+			return err
+		}
+	}
 	cp.Logger.Info("control plane ready", "server", cp.Server, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 func (cp *ControlPlane) apiServerArgs() []string {
 	p := cp.PKI
+	disabled := "ServiceAccount,TaintNodesByCondition,DefaultStorageClass,StorageObjectInUseProtection,PersistentVolumeClaimResize"
+	if cp.Workloads {
+		disabled = strings.TrimPrefix(disabled, "ServiceAccount,")
+	}
 	return []string{
 		"--etcd-servers=" + cp.etcdURL,
 		"--bind-address=" + cp.BindAddress.String(),
@@ -147,8 +183,15 @@ func (cp *ControlPlane) apiServerArgs() []string {
 		// The harness creates pods itself, before the serviceaccount controller
 		// may have made the namespace's "default" account; the ServiceAccount
 		// admission plugin would reject them. Pods that need a token name
-		// their account and get it through TokenRequest.
-		"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition,DefaultStorageClass,StorageObjectInUseProtection,PersistentVolumeClaimResize",
+		// their account and get it through TokenRequest. With Workloads the
+		// plugin runs: kubelets mount the kube-api-access volume it adds.
+		"--disable-admission-plugins=" + disabled,
+		// Real kubelets (CreateKubeletNode) serve exec and logs: dial a
+		// node's InternalIP (node names do not resolve on this host) and
+		// present a client certificate of the cluster CA.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--kubelet-client-certificate=" + p.KubeletClientCert,
+		"--kubelet-client-key=" + p.KubeletClientKey,
 		// The apiserver would publish its own address as the kubernetes
 		// Service endpoint and fight the harness; the Cluster writes it.
 		"--endpoint-reconciler-type=none",
@@ -171,7 +214,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
 func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 	if err := cp.start(KubeControllerManager, []string{
 		"--kubeconfig=" + cp.Kubeconfig,
-		"--controllers=" + strings.Join(controllers, ","),
+		"--controllers=" + strings.Join(cp.controllers(), ","),
 		"--use-service-account-credentials=false",
 		"--service-account-private-key-file=" + cp.PKI.SAKey,
 		"--root-ca-file=" + cp.PKI.CACert,
@@ -184,6 +227,46 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 		return err
 	}
 	return cp.waitControllerManager(ctx)
+}
+
+func (cp *ControlPlane) controllers() []string {
+	if cp.Workloads {
+		return append(append([]string(nil), controllers...), workloadControllers...)
+	}
+	return controllers
+}
+
+func (cp *ControlPlane) schedulerArgs() []string {
+	return []string{
+		"--kubeconfig=" + cp.Kubeconfig,
+		"--authentication-kubeconfig=" + cp.Kubeconfig,
+		"--authorization-kubeconfig=" + cp.Kubeconfig,
+		"--leader-elect=false",
+		// Its healthz on a port of the loopback only: waitScheduler reads it.
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(cp.schedulerPort),
+	}
+}
+
+// waitScheduler waits for kube-scheduler's /readyz (its informers synced).
+func (cp *ControlPlane) waitScheduler(ctx context.Context) error {
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // its self-signed serving cert on loopback
+	url := "https://127.0.0.1:" + strconv.Itoa(cp.schedulerPort) + "/readyz"
+	return waitFor(ctx, cp.procs[KubeScheduler], time.Minute, "kube-scheduler ready", func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := insecure.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	})
 }
 
 func (cp *ControlPlane) start(c Component, args []string) error {
@@ -218,6 +301,8 @@ func (cp *ControlPlane) Restart(ctx context.Context, c Component) error {
 		return cp.waitEtcd(ctx)
 	case KubeAPIServer:
 		return cp.waitAPIServer(ctx)
+	case KubeScheduler:
+		return cp.waitScheduler(ctx)
 	default:
 		return cp.waitControllerManager(ctx)
 	}
@@ -226,7 +311,7 @@ func (cp *ControlPlane) Restart(ctx context.Context, c Component) error {
 // Stop stops the components in reverse order and waits for them to exit.
 func (cp *ControlPlane) Stop() error {
 	var errs []error
-	for _, c := range []Component{KubeControllerManager, KubeAPIServer, Etcd} {
+	for _, c := range []Component{KubeScheduler, KubeControllerManager, KubeAPIServer, Etcd} {
 		if p := cp.procs[c]; p != nil {
 			errs = append(errs, p.Stop())
 			delete(cp.procs, c)

@@ -38,8 +38,12 @@ const corefile = `%[1]s:53 in-addr.arpa:53 ip6.arpa:53 {
 // StartDNS runs CoreDNS the way a cluster does: a kube-system pod labelled
 // k8s-app=kube-dns on node (a Linux node, as in real mixed clusters), behind
 // the kube-dns Service at DNSServiceIP that every pod's resolv.conf names.
-// It returns when CoreDNS reports ready (its kubernetes plugin synced).
+// It returns when CoreDNS reports ready (its kubernetes plugin synced). On a
+// kubelet node the kubelet runs it (StartDNS then returns a nil Pod).
 func (c *Cluster) StartDNS(ctx context.Context, node *Node) (*Pod, error) {
+	if node.Kubelet != nil {
+		return nil, c.startKubeletDNS(ctx, node.Kubelet)
+	}
 	start := time.Now()
 	const ns = metav1.NamespaceSystem
 	pod, err := c.CreatePod(ctx, node, PodSpec{
@@ -61,6 +65,21 @@ func (c *Cluster) StartDNS(ctx context.Context, node *Node) (*Pod, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.createDNSService(ctx); err != nil {
+		return nil, err
+	}
+	url := fmt.Sprintf("http://%s:8181/ready", pod.IP)
+	if err := waitFor(ctx, proc, time.Minute, "coredns ready", func(ctx context.Context) error {
+		return httpGetOK(ctx, url)
+	}); err != nil {
+		return nil, err
+	}
+	c.log.Info("dns ready", "pod", pod.key(), "ip", pod.IP, "service", DNSServiceIP, "elapsed", time.Since(start).Round(time.Millisecond))
+	return pod, nil
+}
+
+func (c *Cluster) createDNSService(ctx context.Context) error {
+	const ns = metav1.NamespaceSystem
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: ns, Labels: map[string]string{"k8s-app": "kube-dns"}},
 		Spec: corev1.ServiceSpec{
@@ -73,14 +92,7 @@ func (c *Cluster) StartDNS(ctx context.Context, node *Node) (*Pod, error) {
 		},
 	}
 	if _, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, err
+		return err
 	}
-	url := fmt.Sprintf("http://%s:8181/ready", pod.IP)
-	if err := waitFor(ctx, proc, time.Minute, "coredns ready", func(ctx context.Context) error {
-		return httpGetOK(ctx, url)
-	}); err != nil {
-		return nil, err
-	}
-	c.log.Info("dns ready", "pod", pod.key(), "ip", pod.IP, "service", DNSServiceIP, "elapsed", time.Since(start).Round(time.Millisecond))
-	return pod, nil
+	return nil
 }

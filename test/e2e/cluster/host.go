@@ -106,6 +106,13 @@ func Sweep(prefix string) ([]string, error) {
 			removed = append(removed, fmt.Sprintf("%d processes in netns %s", len(pids), ns))
 		}
 	}
+	// Containers of kubelet nodes run in network namespaces the runtime
+	// made (not named in ip netns): found by their cgroup roots instead.
+	k, err := SweepKubelets(prefix)
+	removed = append(removed, k...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, m := range mountsWithSource(wineSource(prefix)) {
 		note("mount "+m, exec.Command("umount", "-l", m).Run())
 	}
@@ -162,6 +169,12 @@ func Leftovers(prefix string) ([]string, error) {
 	}
 	for _, ns := range nss {
 		left = append(left, "netns "+ns)
+	}
+	for _, h := range cgroupHierarchies() {
+		m, _ := filepath.Glob(filepath.Join(h, kubeletCgroupPrefix(prefix)+"*"))
+		for _, d := range m {
+			left = append(left, "cgroup "+d)
+		}
 	}
 	for _, m := range mountsWithSource(wineSource(prefix)) {
 		left = append(left, "mount "+m)

@@ -188,9 +188,6 @@ func (k *Kubelet) start(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(k.Dir, "cni", "net.d", "10-"+k.c.cfg.Prefix+".conflist"), []byte(cni), 0o644); err != nil {
 		return err
 	}
-	if err := k.c.CP.enableKubeletAccess(ctx); err != nil {
-		return err
-	}
 	if err := k.startContainerd(ctx); err != nil {
 		return err
 	}
@@ -258,7 +255,7 @@ func (k *Kubelet) createNodeObject(ctx context.Context) error {
 // cgroup root of the node's own, the host's kernel settings left alone (see
 // kernelTunables), swap tolerated, eviction thresholds low enough that a
 // full test disk does not evict the test. The apiserver authenticates with
-// the cluster CA's client certificate (enableKubeletAccess); any client the
+// the cluster CA's client certificate (issueKubeletClientCert); any client the
 // CA certified may use the kubelet API (authorization AlwaysAllow: the
 // apiserver proxies exec and logs, nobody else reaches the node's address).
 func (k *Kubelet) kubeletConfig(pki kubeletPKI) string {
@@ -608,40 +605,16 @@ func upperHalf(prefix netip.Prefix) (first, last netip.Addr, err error) {
 // kubeletClientCN is the identity kube-apiserver presents to kubelets.
 const kubeletClientCN = "kube-apiserver-kubelet-client"
 
-// enableKubeletAccess makes kube-apiserver able to reach real kubelets
-// (exec, logs, port-forward): it dials a node's InternalIP (the default
-// order tries the Hostname first, and node names do not resolve on this
-// host) and presents a client certificate of the cluster CA. The first
-// kubelet node restarts the apiserver with these flags; clients and watches
-// reconnect by themselves.
-func (cp *ControlPlane) enableKubeletAccess(ctx context.Context) error {
-	p := cp.procs[KubeAPIServer]
-	if p == nil {
-		return errors.New("enable kubelet access: kube-apiserver is not running")
-	}
-	if slices.ContainsFunc(p.argv, func(a string) bool { return strings.HasPrefix(a, "--kubelet-client-certificate=") }) {
-		return nil
-	}
-	cert, key, err := cp.PKI.issue(cp.PKI.Dir, "apiserver-kubelet-client", &x509.Certificate{
+// issueKubeletClientCert makes the client certificate kube-apiserver
+// presents to real kubelets (see apiServerArgs), before it starts: so the
+// first kubelet node needs no apiserver restart.
+func (cp *ControlPlane) issueKubeletClientCert() error {
+	var err error
+	cp.PKI.KubeletClientCert, cp.PKI.KubeletClientKey, err = cp.PKI.issue(cp.PKI.Dir, "apiserver-kubelet-client", &x509.Certificate{
 		Subject:     pkix.Name{CommonName: kubeletClientCN, Organization: []string{"system:masters"}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
-	if err != nil {
-		return err
-	}
-	args := append(append([]string(nil), p.argv[1:]...),
-		"--kubelet-preferred-address-types=InternalIP,Hostname",
-		"--kubelet-client-certificate="+cert,
-		"--kubelet-client-key="+key,
-	)
-	cp.Logger.Info("restarting kube-apiserver with kubelet client flags")
-	if err := p.Stop(); err != nil {
-		return err
-	}
-	if err := cp.start(KubeAPIServer, args); err != nil {
-		return err
-	}
-	return cp.waitAPIServer(ctx)
+	return err
 }
 
 // issue signs a certificate from tmpl with the cluster CA and writes it and
@@ -695,4 +668,22 @@ func (p *PKI) loadCA() (*x509.Certificate, crypto.Signer, error) {
 		return nil, nil, fmt.Errorf("%s: %T is not a signing key", p.CAKey, key)
 	}
 	return cert, signer, nil
+}
+
+// ContainerPIDs lists the live processes of the node's containers (every
+// process in its cgroup root: sandboxes' pause and workloads), for tests
+// that read what the runtime enforced from /proc.
+func (k *Kubelet) ContainerPIDs() []int {
+	var roots []string
+	for _, h := range cgroupHierarchies() {
+		if d := filepath.Join(h, k.CgroupRoot); dirExists(d) {
+			roots = append(roots, d)
+		}
+	}
+	return cgroupPIDs(roots)
+}
+
+func dirExists(d string) bool {
+	st, err := os.Stat(d)
+	return err == nil && st.IsDir()
 }

@@ -29,6 +29,10 @@ type PKI struct {
 	AdminKey   string
 	SAKey      string // service-account token signing key (private)
 	SAPub      string // and its public half, for verification
+	// KubeletClientCert is what kube-apiserver presents to kubelets (exec,
+	// logs); kubelets trust the cluster CA's clients.
+	KubeletClientCert string
+	KubeletClientKey  string
 }
 
 // generatePKI writes a fresh CA, an apiserver serving certificate valid for

@@ -87,13 +87,61 @@ func (c *Cluster) CreatePod(ctx context.Context, node *Node, spec PodSpec) (*Pod
 	if spec.Name == "" {
 		return nil, errors.New("CreatePod: empty name")
 	}
+	p, err := c.newPod(ctx, node, spec.Namespace, spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ensureNamespace(ctx, spec.Namespace); err != nil {
+		return nil, err
+	}
+	if c.cfg.Workloads {
+		// ServiceAccount admission rejects a pod whose account does not
+		// exist yet; the controller makes "default" moments after the
+		// namespace.
+		sa := spec.ServiceAccount
+		if sa == "" {
+			sa = "default"
+		}
+		if err := waitFor(ctx, nil, 30*time.Second, "ServiceAccount "+spec.Namespace+"/"+sa, func(ctx context.Context) error {
+			_, err := c.Client.CoreV1().ServiceAccounts(spec.Namespace).Get(ctx, sa, metav1.GetOptions{})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("pod %s: %w", p, err)
+		}
+	}
+	if err := p.createObject(ctx, spec); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", p, err)
+	}
+	return p, nil
+}
+
+// AdoptPod plays the kubelet for a Pod object bound to node by someone else
+// (the scheduler, a controller): it gives the pod its network as CreatePod
+// does and reports it Running, not Ready (SetReady, once its readiness
+// probe passes). The object must exist and name node.
+func (c *Cluster) AdoptPod(ctx context.Context, node *Node, obj *corev1.Pod) (*Pod, error) {
+	if obj.Spec.NodeName != node.Name {
+		return nil, fmt.Errorf("adopt pod %s/%s: bound to %q, not %s", obj.Namespace, obj.Name, obj.Spec.NodeName, node.Name)
+	}
+	p, err := c.newPod(ctx, node, obj.Namespace, obj.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.updateStatus(ctx, obj.DeepCopy(), false); err != nil {
+		return nil, fmt.Errorf("pod %s: status: %w", p, err)
+	}
+	return p, nil
+}
+
+// newPod registers a pod of the harness and creates its network.
+func (c *Cluster) newPod(ctx context.Context, node *Node, namespace, name string) (*Pod, error) {
 	ip, veth, err := node.allocIP()
 	if err != nil {
 		return nil, err
 	}
 	p := &Pod{
-		Namespace: spec.Namespace, Name: spec.Name, Node: node, IP: ip, c: c, veth: veth,
-		NetNS: c.cfg.Prefix + "-pod-" + spec.Namespace + "-" + spec.Name,
+		Namespace: namespace, Name: name, Node: node, IP: ip, c: c, veth: veth,
+		NetNS: c.cfg.Prefix + "-pod-" + namespace + "-" + name,
 	}
 	c.mu.Lock()
 	if _, dup := c.pods[p.key()]; dup {
@@ -106,13 +154,7 @@ func (c *Cluster) CreatePod(ctx context.Context, node *Node, spec PodSpec) (*Pod
 	if err := p.createNetwork(ctx); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", p, err)
 	}
-	if err := c.ensureNamespace(ctx, spec.Namespace); err != nil {
-		return nil, err
-	}
-	if err := p.createObject(ctx, spec); err != nil {
-		return nil, fmt.Errorf("pod %s: %w", p, err)
-	}
-	c.log.Debug("pod ready", "pod", p.key(), "node", node.Name, "ip", ip, "elapsed", time.Since(start).Round(time.Millisecond))
+	c.log.Debug("pod network ready", "pod", p.key(), "node", node.Name, "ip", ip, "elapsed", time.Since(start).Round(time.Millisecond))
 	return p, nil
 }
 
@@ -211,6 +253,10 @@ func (p *Pod) updateStatus(ctx context.Context, obj *corev1.Pod, ready bool) err
 		return corev1.PodCondition{Type: t, Status: s, LastTransitionTime: now}
 	}
 	hostIP := p.Node.IP.String()
+	qos := obj.Status.QOSClass // set by the apiserver at creation, immutable
+	if qos == "" {
+		qos = corev1.PodQOSBestEffort
+	}
 	obj.Status = corev1.PodStatus{
 		Phase:     corev1.PodRunning,
 		HostIP:    hostIP,
@@ -218,7 +264,7 @@ func (p *Pod) updateStatus(ctx context.Context, obj *corev1.Pod, ready bool) err
 		PodIP:     p.IP.String(),
 		PodIPs:    []corev1.PodIP{{IP: p.IP.String()}},
 		StartTime: &start,
-		QOSClass:  corev1.PodQOSBestEffort,
+		QOSClass:  qos,
 		Conditions: []corev1.PodCondition{
 			cond(corev1.PodReadyToStartContainers, true),
 			cond(corev1.PodInitialized, true),
@@ -227,7 +273,7 @@ func (p *Pod) updateStatus(ctx context.Context, obj *corev1.Pod, ready bool) err
 			cond(corev1.PodReady, ready),
 		},
 		ContainerStatuses: []corev1.ContainerStatus{{
-			Name:        "main",
+			Name:        obj.Spec.Containers[0].Name,
 			Image:       obj.Spec.Containers[0].Image,
 			ImageID:     obj.Spec.Containers[0].Image,
 			ContainerID: "xosprobe-e2e://" + p.NetNS,

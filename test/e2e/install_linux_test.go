@@ -1,0 +1,781 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/xosprobe/xosprobe/test/e2e/cluster"
+)
+
+// The shipped images' references after manifests/base's images transformer
+// (kustomization.yaml) and the Makefile's defaults (IMAGE, IMAGE_TAG).
+const (
+	shippedLinuxImage   = "ghcr.io/xosprobe/xosprobe:dev-linux"
+	shippedWindowsImage = "ghcr.io/xosprobe/xosprobe:dev-windows"
+	promImage           = "xosprobe-e2e.local/prometheus:1"
+)
+
+// TestShippedInstall installs xosprobe as an operator does, with the README's
+// own commands, on a box whose Linux nodes are real kubelet nodes
+// (containerd, runc, CNI) running the image `make image-linux` built, and
+// whose Windows nodes are harness nodes whose kubelet (windowsKubelet) runs
+// the pods the scheduler binds to them under Wine:
+//
+//   - `kubectl apply -k manifests/`; kube-scheduler, the DaemonSet and
+//     Deployment controllers make and place every pod;
+//   - kubelet-linux-pods: both Linux agents, both aggregator replicas and
+//     Prometheus (the shipped config, in-cluster discovery) Running and Ready
+//     on kubelet nodes from the imported images, scheduled by the scheduler,
+//     with the securityContext enforced as read from /proc;
+//   - in-cluster-config: no pod got a kubeconfig; the agents' informers found
+//     their peers and the aggregator admitted every agent's results with the
+//     kubelet-mounted audience-bound token;
+//   - kubectl-exec-check-linux: `kubectl exec -n xosprobe
+//     ds/xosprobe-agent-linux -- xosprobe check` through the apiserver and
+//     the kubelet prints both OSes' rows;
+//   - pdb-aggregator: the PodDisruptionBudget lets one aggregator replica be
+//     evicted and refuses the second;
+//   - daemonset-rolling-update: `kubectl rollout restart` of both agent
+//     DaemonSets, `kubectl rollout status` until every pod is replaced.
+func TestShippedInstall(t *testing.T) {
+	ctx, cancel := testContext(t, 20*time.Minute)
+	defer cancel()
+	root, _ := filepath.Abs("../..")
+	linuxImage := filepath.Join(root, "bin", "xosprobe-linux.oci.tar")
+	windowsBin := filepath.Join(root, "bin", "xosprobe.exe")
+	if os.Geteuid() == 0 && !testing.Short() {
+		for _, f := range []string{linuxImage, windowsBin} {
+			if !fileExists(f) {
+				t.Skipf("e2e: %s missing (make build image-linux in the main module)", f)
+			}
+		}
+		if err := wineReady(); err != nil {
+			t.Skipf("e2e: %v", err)
+		}
+	}
+	c := setupInstallCluster(t, ctx)
+	bin := binDir(t)
+	kubectl := func(ctx context.Context, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	res := &results{}
+	defer func() {
+		t.Logf("\n== shipped install summary ==\n%s", strings.Join(res.Lines(), "\n"))
+	}()
+
+	// Nodes: two real kubelet nodes, two harness Windows nodes.
+	start := time.Now()
+	kcfg := cluster.KubeletConfig{PauseBinary: buildPodtool(t, ctx, c.WorkDir())}
+	var linux []*cluster.Node
+	for _, name := range []string{"lin-1", "lin-2"} {
+		n, err := c.CreateKubeletNode(ctx, name, "", kcfg)
+		if err != nil {
+			t.Fatalf("kubelet node: %v", err)
+		}
+		linux = append(linux, n)
+	}
+	var windows []*cluster.Node
+	for _, name := range []string{"win-1", "win-2"} {
+		n, err := c.CreateNode(ctx, name, cluster.Windows, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		windows = append(windows, n)
+		startWindowsKubelet(t, ctx, c, n, map[string]string{shippedWindowsImage: windowsBin})
+	}
+	if _, err := c.StartDNS(ctx, linux[0]); err != nil {
+		t.Fatal(err)
+	}
+	promTar := filepath.Join(c.WorkDir(), "prometheus.oci.tar")
+	if err := writeBinaryImage(promTar, promImage, filepath.Join(bin, "prometheus"), "65534"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range linux {
+		for _, tar := range []string{linuxImage, promTar} {
+			if err := n.Kubelet.ImportImage(ctx, tar); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Logf("timing: 2 kubelet nodes, 2 Windows nodes, DNS, images %s", time.Since(start).Round(time.Millisecond))
+
+	// The README's install line, as an operator runs it.
+	start = time.Now()
+	out, err := kubectl(ctx, "apply", "-k", "manifests/")
+	if err != nil {
+		t.Fatalf("kubectl apply -k manifests/: %v\n%s", err, out)
+	}
+	t.Logf("kubectl apply -k manifests/:\n%s", strings.TrimSpace(out))
+	deployPrometheus(t, ctx, c, linux[0].Name)
+
+	// Every workload rolled out by its controller.
+	for _, w := range []string{"xosprobe/daemonset/xosprobe-agent-linux", "xosprobe/daemonset/xosprobe-agent-windows",
+		"xosprobe/deployment/xosprobe-aggregator", promNS + "/deployment/" + promName} {
+		ns, obj, _ := strings.Cut(w, "/")
+		if out, err := kubectl(ctx, "-n", ns, "rollout", "status", obj, "--timeout=4m"); err != nil {
+			t.Fatalf("kubectl rollout status %s: %v\n%s\n%s", w, err, out, installDiagnosis(ctx, c, linux))
+		}
+	}
+	installed := time.Since(start)
+	t.Logf("timing: installed and rolled out %s", installed.Round(time.Millisecond))
+
+	agents := func(t *testing.T, nodeOS cluster.OS) []corev1.Pod {
+		t.Helper()
+		l, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent,xosprobe.io/os=" + string(nodeOS)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+
+	res.Run(t, "kubelet-linux-pods", func(t *testing.T, r *result) {
+		var pods []corev1.Pod
+		pods = append(pods, agents(t, cluster.Linux)...)
+		aggs, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=aggregator"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, aggs.Items...)
+		prom, err := c.Client.CoreV1().Pods(promNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=prometheus"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, prom.Items...)
+		if len(pods) != 5 {
+			t.Fatalf("%d pods (2 Linux agents, 2 aggregators, Prometheus wanted): %v", len(pods), podNames(pods))
+		}
+		scheduled := scheduledBy(t, ctx, c, probeNS, promNS)
+		kubeletNodes := map[string]*cluster.Node{}
+		for _, n := range linux {
+			kubeletNodes[n.Name] = n
+		}
+		perNode := map[string]int{}
+		for _, p := range pods {
+			n := kubeletNodes[p.Spec.NodeName]
+			if n == nil {
+				t.Errorf("%s/%s on %q, not a kubelet node", p.Namespace, p.Name, p.Spec.NodeName)
+				continue
+			}
+			perNode[n.Name]++
+			if p.Status.Phase != corev1.PodRunning || !podReady(&p) {
+				t.Errorf("%s/%s: phase %s, ready %v", p.Namespace, p.Name, p.Status.Phase, podReady(&p))
+			}
+			if by := scheduled[p.Namespace+"/"+p.Name]; by != "default-scheduler" {
+				t.Errorf("%s/%s: no Scheduled event from default-scheduler (got %q): placed, not scheduled", p.Namespace, p.Name, by)
+			}
+			cs := p.Status.ContainerStatuses
+			if len(cs) != 1 || !strings.HasPrefix(cs[0].ContainerID, "containerd://") || !strings.Contains(cs[0].ImageID, "sha256:") {
+				t.Errorf("%s/%s: container status %+v: want one containerd container of an imported image", p.Namespace, p.Name, cs)
+				continue
+			}
+			want := shippedLinuxImage
+			if p.Namespace == promNS {
+				want = promImage
+			}
+			if cs[0].Image != want {
+				t.Errorf("%s/%s runs image %s, want %s", p.Namespace, p.Name, cs[0].Image, want)
+			}
+			if p.Namespace == probeNS {
+				sec, err := containerSecurity(n.Kubelet, p.Name)
+				if err != nil {
+					t.Errorf("%s/%s: %v", p.Namespace, p.Name, err)
+					continue
+				}
+				if sec != (enforced{uid: "65532", gid: "65532", capEff: "0000000000000000", noNewPrivs: true, seccomp: "2", rootReadOnly: true}) {
+					t.Errorf("%s/%s: runtime enforced %+v; want uid/gid 65532, no capabilities, no_new_privs, seccomp filter, read-only root", p.Namespace, p.Name, sec)
+				}
+			}
+		}
+		r.Figure("%d pods Running and Ready on kubelet nodes (%v), each scheduled by default-scheduler", len(pods), perNode)
+		r.Figure("image %s (Linux pods), %s (Prometheus)", shippedLinuxImage, promImage)
+		r.Figure("uid 65532, CapEff 0, NoNewPrivs 1, Seccomp 2, read-only root (from /proc)")
+		r.Figure("installed and rolled out in %s", installed.Round(time.Second))
+	})
+
+	res.Run(t, "in-cluster-config", func(t *testing.T, r *result) {
+		l, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range l.Items {
+			for _, a := range append(append([]string(nil), p.Spec.Containers[0].Command...), p.Spec.Containers[0].Args...) {
+				if strings.Contains(a, "kubeconfig") {
+					t.Errorf("%s: argument %q: the pod got a kubeconfig", p.Name, a)
+				}
+			}
+		}
+		// The agents' informers work: every agent probes the other three.
+		all := append(agents(t, cluster.Linux), agents(t, cluster.Windows)...)
+		eventually(t, 90*time.Second, "every agent probing 3 peers", func() error {
+			for _, p := range all {
+				body, err := httpGet(ctx, "http://"+p.Status.PodIP+":9445/metrics")
+				if err != nil {
+					return fmt.Errorf("%s: %w", p.Name, err)
+				}
+				if n, _ := sumMetric(parseMetrics(body), "xosprobe_peers", nil); n != 3 {
+					return fmt.Errorf("%s: xosprobe_peers %v, want 3", p.Name, n)
+				}
+			}
+			return nil
+		})
+		// The aggregator admitted results of all four agents (TokenReview of
+		// the kubelet-mounted audience-bound tokens) and the two replicas
+		// replicate to each other.
+		aggs, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=aggregator"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pairs int
+		eventually(t, 120*time.Second, "both aggregator replicas with tcp successes from every node to every other", func() error {
+			for _, a := range aggs.Items {
+				body, err := httpGet(ctx, "http://"+a.Status.PodIP+":9446/matrix")
+				if err != nil {
+					return fmt.Errorf("%s: %w", a.Name, err)
+				}
+				var m matrixDoc
+				if err := json.Unmarshal([]byte(body), &m); err != nil {
+					return fmt.Errorf("%s /matrix: %w", a.Name, err)
+				}
+				ok := map[string]bool{}
+				for _, cell := range m.Cells {
+					if cell.Check == "tcp" && cell.Outcome == "success" {
+						ok[cell.Src+"->"+cell.Dst] = true
+					}
+				}
+				if len(ok) < 12 {
+					return fmt.Errorf("%s: %d of 12 node pairs with a tcp success: %v", a.Name, len(ok), keys(ok))
+				}
+				pairs = len(ok)
+			}
+			return nil
+		})
+		// Prometheus in its kubelet pod discovers and scrapes every agent and
+		// replica with the shipped in-cluster service discovery.
+		proms, err := c.Client.CoreV1().Pods(promNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=prometheus"})
+		if err != nil || len(proms.Items) != 1 {
+			t.Fatalf("Prometheus pod: %v (%v)", podNames(proms.Items), err)
+		}
+		var up map[string]int
+		eventually(t, 60*time.Second, "Prometheus scraping 4 agents and 2 aggregator replicas", func() error {
+			body, err := httpGet(ctx, "http://"+proms.Items[0].Status.PodIP+":"+strconv.Itoa(promPort)+"/api/v1/targets?state=active")
+			if err != nil {
+				return err
+			}
+			var d struct {
+				Data struct {
+					Active []promTarget `json:"activeTargets"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(body), &d); err != nil {
+				return err
+			}
+			up = map[string]int{}
+			for _, tg := range d.Data.Active {
+				if tg.Health == "up" {
+					up[tg.ScrapePool]++
+				}
+			}
+			if up["xosprobe-agent"] != 4 || up["xosprobe-aggregator"] != 2 {
+				return fmt.Errorf("targets up by job %v, want 4 agents and 2 aggregators", up)
+			}
+			return nil
+		})
+		r.Figure("0 kubeconfigs among %d pods; 4 agents x 3 peers from their informers; %d node pairs in both replicas' /matrix; Prometheus (in-cluster SD) scraping %v",
+			len(l.Items), pairs, up)
+	})
+
+	res.Run(t, "windows-pods-scheduled", func(t *testing.T, r *result) {
+		pods := agents(t, cluster.Windows)
+		scheduled := scheduledBy(t, ctx, c, probeNS)
+		onNode := map[string]bool{}
+		for _, p := range pods {
+			onNode[p.Spec.NodeName] = true
+			if len(p.OwnerReferences) != 1 || p.OwnerReferences[0].Kind != "DaemonSet" {
+				t.Errorf("%s: owners %v, want the DaemonSet", p.Name, p.OwnerReferences)
+			}
+			if by := scheduled[p.Namespace+"/"+p.Name]; by != "default-scheduler" {
+				t.Errorf("%s: no Scheduled event from default-scheduler (got %q)", p.Name, by)
+			}
+			if p.Status.Phase != corev1.PodRunning || !podReady(&p) || p.Status.PodIP == "" {
+				t.Errorf("%s: phase %s, ready %v, IP %q", p.Name, p.Status.Phase, podReady(&p), p.Status.PodIP)
+			}
+		}
+		for _, n := range windows {
+			if !onNode[n.Name] {
+				t.Errorf("no Windows agent on %s: %v", n.Name, podNames(pods))
+			}
+		}
+		r.Figure("%d Windows agent pods made by the DaemonSet controller, bound by default-scheduler, run under Wine by the harness's Windows kubelet, Ready from their readiness probe", len(pods))
+	})
+
+	res.Run(t, "kubectl-exec-check-linux", func(t *testing.T, r *result) {
+		// The README's line, verbatim after the binary's path.
+		args := []string{"exec", "-n", "xosprobe", "ds/xosprobe-agent-linux", "--", "xosprobe", "check"}
+		var out string
+		var err error
+		var took time.Duration
+		eventually(t, 60*time.Second, "kubectl exec ... xosprobe check", func() error {
+			begin := time.Now()
+			out, err = kubectl(ctx, args...)
+			took = time.Since(begin)
+			return checkOutputBothOSes(out, err)
+		})
+		t.Logf("kubectl %s (%s):\n%s", strings.Join(args, " "), took.Round(time.Millisecond), out)
+		r.Figure("exit %s in %s; every dns, tcp, http, service and netpol-allow row PASS toward linux and windows; netpol-deny enforced toward linux, NOT enforced toward windows (no enforcer there: a true finding)",
+			exitCode(err), took.Round(time.Millisecond))
+	})
+
+	res.Run(t, "pdb-aggregator", func(t *testing.T, r *result) {
+		eventually(t, 60*time.Second, "PDB xosprobe-aggregator allows one disruption", func() error {
+			pdb, err := c.Client.PolicyV1().PodDisruptionBudgets(probeNS).Get(ctx, "xosprobe-aggregator", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if pdb.Status.CurrentHealthy != 2 || pdb.Status.DisruptionsAllowed != 1 {
+				return fmt.Errorf("status: healthy %d, disruptions allowed %d", pdb.Status.CurrentHealthy, pdb.Status.DisruptionsAllowed)
+			}
+			return nil
+		})
+		aggs, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=aggregator"})
+		if err != nil || len(aggs.Items) != 2 {
+			t.Fatalf("aggregator pods: %v (%v)", podNames(aggs.Items), err)
+		}
+		evict := func(name string) error {
+			return c.Client.CoreV1().Pods(probeNS).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: probeNS}})
+		}
+		if err := evict(aggs.Items[0].Name); err != nil {
+			t.Fatalf("evicting the first replica: %v", err)
+		}
+		err = evict(aggs.Items[1].Name)
+		if !apierrors.IsTooManyRequests(err) {
+			t.Fatalf("evicting the second replica right after: %v, want 429 (the budget's minAvailable 1)", err)
+		}
+		t.Logf("second eviction refused: %v", err)
+		start := time.Now()
+		if out, err := kubectl(ctx, "-n", probeNS, "rollout", "status", "deployment/xosprobe-aggregator", "--timeout=3m"); err != nil {
+			t.Fatalf("aggregator after the eviction: %v\n%s", err, out)
+		}
+		eventually(t, 60*time.Second, "two aggregator replicas Ready again", func() error {
+			d, err := c.Client.AppsV1().Deployments(probeNS).Get(ctx, "xosprobe-aggregator", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if d.Status.ReadyReplicas != 2 || d.Status.Replicas != 2 {
+				return fmt.Errorf("ready %d of %d", d.Status.ReadyReplicas, d.Status.Replicas)
+			}
+			return nil
+		})
+		r.Figure("first eviction allowed, second refused with 429; replacement Ready in %s", time.Since(start).Round(time.Second))
+	})
+
+	res.Run(t, "daemonset-rolling-update", func(t *testing.T, r *result) {
+		before := map[string]bool{}
+		for _, p := range append(agents(t, cluster.Linux), agents(t, cluster.Windows)...) {
+			before[string(p.UID)] = true
+		}
+		start := time.Now()
+		if out, err := kubectl(ctx, "-n", probeNS, "rollout", "restart", "daemonset/xosprobe-agent-linux", "daemonset/xosprobe-agent-windows"); err != nil {
+			t.Fatalf("kubectl rollout restart: %v\n%s", err, out)
+		}
+		for _, ds := range []string{"daemonset/xosprobe-agent-linux", "daemonset/xosprobe-agent-windows"} {
+			if out, err := kubectl(ctx, "-n", probeNS, "rollout", "status", ds, "--timeout=4m"); err != nil {
+				t.Fatalf("kubectl rollout status %s: %v\n%s\n%s", ds, err, out, installDiagnosis(ctx, c, linux))
+			}
+		}
+		took := time.Since(start)
+		var replaced int
+		for _, nodeOS := range []cluster.OS{cluster.Linux, cluster.Windows} {
+			ds, err := c.Client.AppsV1().DaemonSets(probeNS).Get(ctx, "xosprobe-agent-"+string(nodeOS), metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := daemonSetRolledOut(ds); err != nil {
+				t.Error(err)
+			}
+			for _, p := range agents(t, nodeOS) {
+				if p.DeletionTimestamp != nil {
+					continue
+				}
+				if before[string(p.UID)] {
+					t.Errorf("%s was not replaced", p.Name)
+				}
+				replaced++
+			}
+		}
+		if replaced != 4 {
+			t.Errorf("%d agents after the rollout, want 4", replaced)
+		}
+		r.Figure("4 agent pods replaced by the DaemonSet controller (maxUnavailable 1) in %s", took.Round(time.Second))
+	})
+}
+
+// setupInstallCluster is setup for TestShippedInstall: kube-router, the
+// scheduler and workload controllers, real kubelet nodes.
+func setupInstallCluster(t *testing.T, ctx context.Context) *cluster.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("e2e: needs root (network namespaces, cgroups, mounts); run as root, e.g. sudo -E go test")
+	}
+	bin := binDir(t)
+	if os.Getenv("XOSPROBE_E2E_SKIP_BUILD") == "" {
+		cmd := exec.CommandContext(ctx, "bash", "build.sh")
+		cmd.Env = append(os.Environ(), "XOSPROBE_E2E_BIN="+bin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build.sh: %v (ctx %v)\n%s", err, ctx.Err(), out)
+		}
+	}
+	if err := cluster.Requirements(bin, true); err != nil {
+		t.Skipf("e2e: %v", err)
+	}
+	if err := cluster.KubeletRequirements(bin, cluster.KubeletConfig{}); err != nil {
+		t.Skipf("e2e: kubelet node: %v", err)
+	}
+	for _, b := range []string{"kube-scheduler", "kubectl", "prometheus"} {
+		if !fileExists(filepath.Join(bin, b)) {
+			t.Skipf("e2e: %s missing (run test/e2e/build.sh)", filepath.Join(bin, b))
+		}
+	}
+	work := t.TempDir()
+	c, err := cluster.New(cluster.Config{
+		BinDir:        bin,
+		WorkDir:       work,
+		NetworkPolicy: true,
+		Workloads:     true,
+		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+		if err := c.Teardown(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		if left, err := cluster.Leftovers(c.Prefix()); err != nil || len(left) > 0 {
+			t.Errorf("teardown left %v behind (%v)", left, err)
+		}
+	})
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return c
+}
+
+// writeBinaryImage writes a one-binary OCI image of a static executable.
+func writeBinaryImage(path, ref, binary, user string) error {
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		return err
+	}
+	name := "/" + filepath.Base(binary)
+	return cluster.WriteImageFile(path, cluster.ImageSpec{
+		Ref:        ref,
+		Files:      []cluster.ImageFile{{Path: name, Mode: 0o755, Data: b}},
+		Entrypoint: []string{name},
+		User:       user,
+	})
+}
+
+// deployPrometheus runs Prometheus as an operator would beside the shipped
+// manifests: a Deployment on node in namespace monitoring, its ServiceAccount
+// with a Role to list and watch pods in xosprobe, manifests/prometheus'
+// config (in-cluster discovery, as shipped) and rules in a ConfigMap.
+func deployPrometheus(t *testing.T, ctx context.Context, c *cluster.Cluster, node string) {
+	t.Helper()
+	dir, _ := filepath.Abs("../../manifests/prometheus")
+	shippedCfg, err := os.ReadFile(filepath.Join(dir, "prometheus.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shippedRules, err := os.ReadFile(filepath.Join(dir, "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, rules, edits, err := derivePrometheusFiles(shippedCfg, shippedRules, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Prometheus: the shipped manifests/prometheus files with %d edits:\n  %s", len(edits), strings.Join(edits, "\n  "))
+	labels := map[string]string{"app.kubernetes.io/name": "prometheus"}
+	objs := []func() error{
+		func() error {
+			_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: promNS}}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.CoreV1().ServiceAccounts(promNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: promName}}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.RbacV1().Roles(probeNS).Create(ctx, &rbacv1.Role{
+				ObjectMeta: metav1.ObjectMeta{Name: "prometheus-xosprobe-sd", Namespace: probeNS},
+				Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.RbacV1().RoleBindings(probeNS).Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "prometheus-xosprobe-sd", Namespace: probeNS},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "prometheus-xosprobe-sd"},
+				Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: promNS, Name: promName}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.CoreV1().ConfigMaps(promNS).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: promName},
+				// rule_files names rules.yaml relative to the config file.
+				Data: map[string]string{"prometheus.yaml": string(cfg), "rules.yaml": string(rules)},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.AppsV1().Deployments(promNS).Create(ctx, prometheusDeployment(node, labels), metav1.CreateOptions{})
+			return err
+		},
+	}
+	for _, create := range objs {
+		if err := create(); err != nil {
+			t.Fatalf("Prometheus: %v", err)
+		}
+	}
+}
+
+func prometheusDeployment(node string, labels map[string]string) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: promName, Namespace: promNS, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: promName,
+					NodeSelector:       map[string]string{corev1.LabelHostname: node},
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65534), RunAsGroup: ptr.To[int64](65534), FSGroup: ptr.To[int64](65534),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:            "prometheus",
+						Image:           promImage,
+						ImagePullPolicy: corev1.PullNever, // imported, no registry
+						Args: []string{
+							"--config.file=/etc/prometheus/prometheus.yaml",
+							"--storage.tsdb.path=/data",
+							"--web.listen-address=:" + strconv.Itoa(promPort),
+						},
+						Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: promPort}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/ready", Port: intstr.FromString("web")}},
+							PeriodSeconds: 2,
+						},
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+							corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("128Mi"),
+						}},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "config", MountPath: "/etc/prometheus", ReadOnly: true},
+							{Name: "data", MountPath: "/data"},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: promName}}}},
+						{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+					},
+				},
+			},
+		},
+	}
+}
+
+// scheduledBy maps namespace/name to the component that reported the
+// pod's Scheduled event.
+func scheduledBy(t *testing.T, ctx context.Context, c *cluster.Cluster, namespaces ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, ns := range namespaces {
+		evs, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=Scheduled"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs.Items {
+			by := e.ReportingController
+			if by == "" {
+				by = e.Source.Component
+			}
+			out[ns+"/"+e.InvolvedObject.Name] = by
+		}
+	}
+	return out
+}
+
+// enforced is what the runtime applied to a container's process.
+type enforced struct {
+	uid, gid, capEff, seccomp string
+	noNewPrivs, rootReadOnly  bool
+}
+
+// containerSecurity reads, from /proc, what the runtime enforced on the
+// container process of pod on kubelet node k (found by its POD_NAME).
+func containerSecurity(k *cluster.Kubelet, pod string) (enforced, error) {
+	for _, pid := range k.ContainerPIDs() {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "POD_NAME="+pod) {
+			continue
+		}
+		var e enforced
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return e, err
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			f := strings.Fields(v)
+			switch {
+			case k == "Uid" && len(f) == 4 && f[0] == f[1] && f[1] == f[2] && f[2] == f[3]:
+				e.uid = f[0]
+			case k == "Gid" && len(f) == 4 && f[0] == f[1] && f[1] == f[2] && f[2] == f[3]:
+				e.gid = f[0]
+			case k == "CapEff" && len(f) == 1:
+				e.capEff = f[0]
+			case k == "NoNewPrivs" && len(f) == 1:
+				e.noNewPrivs = f[0] == "1"
+			case k == "Seccomp" && len(f) == 1:
+				e.seccomp = f[0]
+			}
+		}
+		mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+		if err != nil {
+			return e, err
+		}
+		for _, line := range strings.Split(string(mi), "\n") {
+			// id parent major:minor root mountpoint options ...
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				e.rootReadOnly = slices.Contains(strings.Split(f[5], ","), "ro")
+			}
+		}
+		return e, nil
+	}
+	return enforced{}, fmt.Errorf("no process with POD_NAME=%s in node %s's containers", pod, k.Node.Name)
+}
+
+// checkOutputBothOSes accepts `xosprobe check` output run in a Linux agent
+// pod of the box: every step toward both OSes passes except netpol-deny
+// toward Windows, which no enforcer there blocks (exit 1 for that finding).
+func checkOutputBothOSes(out string, err error) error {
+	var missing []string
+	for _, nodeOS := range []string{"linux", "windows"} {
+		for _, step := range []string{"dns", "tcp", "http", "service", "netpol-allow"} {
+			re := `(?m)^` + nodeOS + ` \S+ \S+\s+` + regexp.QuoteMeta(step) + `\s+PASS`
+			if !regexp.MustCompile(re).MatchString(out) {
+				missing = append(missing, nodeOS+" "+step+" PASS")
+			}
+		}
+	}
+	for _, re := range []string{`(?m)^linux \S+ \S+\s+netpol-deny\s+PASS`, `(?m)^windows \S+ \S+\s+netpol-deny\s+FAIL\s+policy_not_enforced`,
+		`NetworkPolicy toward linux [^\n]*: enforced`, `NetworkPolicy toward windows [^\n]*: NOT enforced`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			missing = append(missing, re)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("output lacks %v (exit %s):\n%s", missing, exitCode(err), out)
+	}
+	if exitCode(err) != "1" {
+		return fmt.Errorf("exit %s, want 1 (the Windows NetworkPolicy finding only):\n%s", exitCode(err), out)
+	}
+	return nil
+}
+
+func exitCode(err error) string {
+	if err == nil {
+		return "0"
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return strconv.Itoa(ee.ExitCode())
+	}
+	return err.Error()
+}
+
+// daemonSetRolledOut says whether the controller reports every pod of ds
+// updated and available.
+func daemonSetRolledOut(ds *appsv1.DaemonSet) error {
+	s := ds.Status
+	if s.ObservedGeneration < ds.Generation || s.DesiredNumberScheduled == 0 ||
+		s.UpdatedNumberScheduled != s.DesiredNumberScheduled || s.NumberAvailable != s.DesiredNumberScheduled {
+		return fmt.Errorf("daemonset %s: generation %d observed %d, desired %d, updated %d, available %d",
+			ds.Name, ds.Generation, s.ObservedGeneration, s.DesiredNumberScheduled, s.UpdatedNumberScheduled, s.NumberAvailable)
+	}
+	return nil
+}
+
+func podNames(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Namespace+"/"+p.Name+"@"+p.Spec.NodeName)
+	}
+	return out
+}
+
+// installDiagnosis describes every pod of the install and the kubelet
+// nodes' log tails, for a rollout that did not finish.
+func installDiagnosis(ctx context.Context, c *cluster.Cluster, kubeletNodes []*cluster.Node) string {
+	var b bytes.Buffer
+	for _, ns := range []string{probeNS, promNS} {
+		l, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			fmt.Fprintf(&b, "pods in %s: %v\n", ns, err)
+			continue
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			var node *cluster.Node
+			for _, n := range kubeletNodes {
+				if n.Name == p.Spec.NodeName {
+					node = n
+				}
+			}
+			if node == nil {
+				fmt.Fprintf(&b, "%s/%s on %q: phase %s, ready %v\n", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, podReady(p))
+				continue
+			}
+			fmt.Fprintf(&b, "%s/%s on %s: %s\n", p.Namespace, p.Name, node.Name, podDiagnosis(ctx, c.Client, node, p))
+		}
+	}
+	return b.String()
+}
