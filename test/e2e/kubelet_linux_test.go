@@ -153,6 +153,41 @@ func TestKubeletNode(t *testing.T) {
 	t.Logf("pod deleted by the kubelet after %s", time.Since(start).Round(time.Millisecond))
 }
 
+// TestKubeletNodeStartFailures: a node whose runtime or kubelet cannot
+// start fails CreateKubeletNode at once, naming the component and carrying
+// its log, instead of waiting out the readiness timeout.
+func TestKubeletNodeStartFailures(t *testing.T) {
+	ctx, cancel := testContext(t, 5*time.Minute)
+	defer cancel()
+	c := setupKubeletCluster(t, ctx)
+	pause := buildPodtool(t, ctx, c.WorkDir())
+	for _, tc := range []struct {
+		node string
+		cfg  cluster.KubeletConfig
+		want []string
+	}{
+		{"kbad-rt", cluster.KubeletConfig{PauseBinary: pause, ContainerdArgs: []string{"--no-such-flag"}},
+			[]string{"containerd exited", "no-such-flag"}},
+		{"kbad-kl", cluster.KubeletConfig{PauseBinary: pause, KubeletArgs: []string{"--no-such-flag"}},
+			[]string{"kubelet exited", "no-such-flag"}},
+	} {
+		t.Run(tc.node, func(t *testing.T) {
+			start := time.Now()
+			_, err := c.CreateKubeletNode(ctx, tc.node, "", tc.cfg)
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("CreateKubeletNode succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			t.Logf("failed after %s: %.300s", took.Round(time.Millisecond), err)
+		})
+	}
+}
+
 // setupKubeletCluster is setup for a cluster whose nodes need neither CoreDNS
 // nor kube-router: it checks KubeletRequirements instead of
 // cluster.Requirements, then builds, starts and tears down as setup does.

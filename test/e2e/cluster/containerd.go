@@ -160,13 +160,14 @@ func (k *Kubelet) startContainerd(ctx context.Context) error {
 		"sh", "-c", script,
 		filepath.Join(k.c.cfg.BinDir, "containerd"), "--config", filepath.Join(d, "config.toml"),
 	}
+	argv = append(argv, k.cfg.ContainerdArgs...)
 	p, err := startProcess("containerd", filepath.Join(k.c.cfg.WorkDir, "logs", k.Node.Name, "containerd.log"), "", k.env(), argv)
 	if err != nil {
 		return err
 	}
 	k.Node.procs.add(p)
 	k.Containerd = p
-	return waitFor(ctx, p, time.Minute, "node "+k.Node.Name+": containerd CRI plugin serving", func(ctx context.Context) error {
+	return waitFor(ctx, p, time.Minute, "containerd CRI plugin serving", func(ctx context.Context) error {
 		out, err := k.ctr(ctx, "plugins", "ls")
 		if err != nil {
 			return err

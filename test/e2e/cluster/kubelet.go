@@ -38,6 +38,9 @@ type KubeletConfig struct {
 	CNIBinDir string
 	// Verbosity is the kubelet's -v (default 2).
 	Verbosity int
+	// ContainerdArgs and KubeletArgs are appended to each one's command
+	// line (tests break a node with them on purpose).
+	ContainerdArgs, KubeletArgs []string
 }
 
 // Kubelet is a node's real kubelet and container runtime. Everything runs
@@ -367,6 +370,7 @@ func (k *Kubelet) startKubelet(ctx context.Context) error {
 		"--node-ip=" + k.Node.IP.String(),
 		"--v=" + strconv.Itoa(k.cfg.Verbosity),
 	}
+	argv = append(argv, k.cfg.KubeletArgs...)
 	p, err := startProcess("kubelet", filepath.Join(k.c.cfg.WorkDir, "logs", k.Node.Name, "kubelet.log"), "", k.env(), argv)
 	if err != nil {
 		return err
@@ -374,7 +378,7 @@ func (k *Kubelet) startKubelet(ctx context.Context) error {
 	k.Node.procs.add(p)
 	k.Process = p
 	healthz := "http://" + net.JoinHostPort(k.Node.IP.String(), strconv.Itoa(kubeletHealthzPort)) + "/healthz"
-	return waitFor(ctx, p, 2*time.Minute, "node "+k.Node.Name+": kubelet healthy and Node Ready", func(ctx context.Context) error {
+	return waitFor(ctx, p, 2*time.Minute, "kubelet healthy and Node Ready", func(ctx context.Context) error {
 		if done, err := k.Containerd.Exited(); done {
 			return fmt.Errorf("containerd exited (%v); log tail:\n%s", err, k.Containerd.LogTail(3000))
 		}
