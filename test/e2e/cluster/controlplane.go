@@ -80,7 +80,7 @@ type ControlPlane struct {
 	REST       *rest.Config // admin
 	Client     kubernetes.Interface
 
-	procs   map[Component]*Process
+	procs         map[Component]*Process
 	etcdURL       string
 	apiPort       int
 	schedulerPort int
