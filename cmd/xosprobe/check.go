@@ -65,6 +65,11 @@ way, so it is neither a pass nor a failure of the cluster).`,
       --dns-server 10.96.0.10:53 --service 10.96.12.4:9440 --deny-target 10.244.1.7:9443 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The agent refuses these too; a zero deadline would report a
+			// healthy target as connect_timeout.
+			if cfg.timeout <= 0 || cfg.denyTimeout <= 0 {
+				return fmt.Errorf("--timeout %s and --deny-timeout %s must be positive", cfg.timeout, cfg.denyTimeout)
+			}
 			steps, err := cfg.plan(cmd.Context())
 			if err != nil {
 				return err
@@ -266,13 +271,12 @@ func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []ste
 		sctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 		r := p.Func(s.check)(sctx, s.target)
 		cancel()
-		st := checkStep{Check: s.check, To: s.to, Status: "pass", Result: &r}
-		switch {
-		case r.Outcome == probe.OutcomeInconclusive:
-			st.Status, st.Why = "inconclusive", r.Outcome.Explain()
+		st := checkStep{Check: s.check, To: s.to, Result: &r}
+		st.Status, st.Why = stepStatus(r)
+		switch st.Status {
+		case "inconclusive":
 			rep.Inconclusive = true
-		case !r.Succeeded():
-			st.Status, st.Why = "fail", r.Outcome.Explain()
+		case "fail":
 			rep.Passed = false
 		}
 		rep.Steps = append(rep.Steps, st)
@@ -281,6 +285,21 @@ func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []ste
 		}
 	}
 	return rep
+}
+
+// stepStatus judges one run: pass, fail, or inconclusive when the run
+// proves nothing either way — a refusal toward a port not known to listen,
+// or a NetworkPolicy step whose expected verdict depends on policy kinds the
+// evaluator cannot see (a Calico GlobalNetworkPolicy, say): observed, not
+// judged, so never a failure of the cluster.
+func stepStatus(r probe.Result) (status, why string) {
+	switch {
+	case r.Outcome == probe.OutcomeInconclusive, r.Outcome == probe.OutcomeExpectationUnknown:
+		return "inconclusive", r.Outcome.Explain()
+	case !r.Succeeded():
+		return "fail", r.Outcome.Explain()
+	}
+	return "pass", ""
 }
 
 // enforcement turns a netpol-deny result into the operator's finding.
@@ -295,6 +314,13 @@ func enforcement(to string, r *probe.Result) string {
 	case r.Outcome == probe.OutcomeInconclusive:
 		return fmt.Sprintf("NetworkPolicy toward %s: inconclusive — connection refused: a policy that rejects, or nothing listening; "+
 			"not proof of enforcement", where)
+	case r.Outcome == probe.OutcomeExpectationUnknown:
+		observed := string(r.Observed)
+		if observed == "" {
+			observed = "no verdict"
+		}
+		return fmt.Sprintf("NetworkPolicy toward %s: not judged — policy kinds xosprobe does not model decide this traffic "+
+			"(observed: %s); `xosprobe policy explain` names them", where, observed)
 	case r.Observed == probe.VerdictDeny:
 		return fmt.Sprintf("NetworkPolicy toward %s: enforced — %s", where, r.Detail)
 	case r.Observed == probe.VerdictAllow:

@@ -86,6 +86,17 @@ func TestCheckRejectsStrayArguments(t *testing.T) {
 	assert.NotErrorIs(t, err, errFailed)
 }
 
+// A zero or negative deadline is bad usage (exit 2), not a timeout verdict
+// against a healthy target.
+func TestCheckRejectsNonPositiveTimeouts(t *testing.T) {
+	for _, args := range [][]string{{"--timeout", "0s"}, {"--timeout", "-1s"}, {"--deny-timeout", "0s"}} {
+		_, err := execute(t, append([]string{"check", "--target", startResponder(t).Addr("http").String()}, args...)...)
+		require.Error(t, err, "%v", args)
+		assert.NotErrorIs(t, err, errFailed, "%v: reported as a failed check instead of bad usage", args)
+		assert.Contains(t, err.Error(), "must be positive", "%v", args)
+	}
+}
+
 // closedLoopbackPort returns a loopback address nothing listens on.
 func closedLoopbackPort(t *testing.T) string {
 	t.Helper()
@@ -157,4 +168,24 @@ func TestCheckRefusalIsInconclusiveUnlessThePortListens(t *testing.T) {
 		require.ErrorIs(t, err, errFailed, out)
 		assert.Contains(t, out, "\nFAILED\n")
 	})
+}
+
+// A NetworkPolicy step whose expectation depends on policy kinds the
+// evaluator cannot see is observed, not judged: inconclusive (exit 3), never a
+// failure, and its finding claims neither enforced nor not enforced.
+func TestCheckDoesNotJudgeAnUnknownExpectation(t *testing.T) {
+	for _, observed := range []probe.Verdict{probe.VerdictAllow, probe.VerdictDeny} {
+		r := probe.Result{Check: probe.CheckNetpolDeny, Outcome: probe.OutcomeExpectationUnknown, Expected: probe.VerdictUnknown, Observed: observed}
+		status, why := stepStatus(r)
+		assert.Equal(t, "inconclusive", status, "observed %s", observed)
+		assert.Contains(t, why, "policy explain")
+		finding := enforcement("windows win-1 10.0.0.7", &r)
+		assert.Contains(t, finding, "not judged", "observed %s", observed)
+		assert.NotContains(t, finding, "NOT enforced")
+		assert.NotContains(t, finding, ": enforced")
+	}
+	status, _ := stepStatus(probe.Result{Check: probe.CheckNetpolDeny, Outcome: probe.OutcomePolicyNotEnforced})
+	assert.Equal(t, "fail", status, "a judged mismatch stays a failure")
+	status, _ = stepStatus(probe.Result{Check: probe.CheckTCP, Outcome: probe.OutcomeSuccess})
+	assert.Equal(t, "pass", status)
 }
