@@ -204,9 +204,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer collector.Close() // after wg.Wait: no probe runs any more
 	}
 
-	adminL, err := net.Listen("tcp", a.cfg.AdminAddr)
+	adminL, err := listenAdmin(a.cfg.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("admin listener %s: %w", a.cfg.AdminAddr, err)
+		return err
 	}
 	resp, err := responder.Listen(responder.Config{
 		HTTPAddr:  net.JoinHostPort(a.cfg.ListenIP, strconv.Itoa(a.cfg.Ports.HTTP)),
@@ -219,7 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		adminL.Close()
 		return err
 	}
-	admin := &http.Server{Handler: a.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	admin := newAdminServer(a.adminMux())
 
 	// Each part gets its own context so shutdown can stop them in order.
 	respCtx, stopResp := context.WithCancel(context.Background())

@@ -67,11 +67,20 @@ type Config struct {
 	CellTTL  time.Duration
 	MaxCells int // default 1<<20
 
+	// MaxConnections caps the connections served at once; more wait in the
+	// kernel's accept queue. Every agent keeps one open (keep-alive), so it
+	// must exceed the number of nodes; default 10000 (~100 MiB if all idle).
+	MaxConnections int
+
 	// ForwardQueueBytes bounds each peer's queue of batches to forward;
 	// default 64 MiB. Beyond it the oldest are dropped (and counted).
 	ForwardQueueBytes int
 	// PeerExpiry removes a discovered peer after failing this long; default 10m.
 	PeerExpiry time.Duration
+	// MaxSnapshotBytes bounds a peer's snapshot read while bootstrapping;
+	// default 512 MiB, half the shipped memory limit. A larger one fails the
+	// bootstrap from that peer, as an unreachable peer does.
+	MaxSnapshotBytes int64
 	// BootstrapTimeout is how long a starting replica waits for a peer's
 	// snapshot before starting empty; default 60s.
 	BootstrapTimeout time.Duration
@@ -124,6 +133,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxCells <= 0 {
 		c.MaxCells = 1 << 20
+	}
+	if c.MaxSnapshotBytes <= 0 {
+		c.MaxSnapshotBytes = 512 << 20
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 10000
 	}
 	if c.ForwardQueueBytes <= 0 {
 		c.ForwardQueueBytes = 64 << 20

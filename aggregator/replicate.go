@@ -538,6 +538,28 @@ func sameHost(u, remoteAddr string) bool {
 	return errA == nil && errB == nil && a.Unmap() == b.Unmap()
 }
 
+// limitedBody reads at most left bytes and then fails, naming the limit: a
+// snapshot comes from whatever the peer list names, and decoding must not
+// grow without bound.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errSnapshotTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+var errSnapshotTooLarge = errors.New("snapshot larger than the limit (Config.MaxSnapshotBytes)")
+
 // errBootstrapping is a peer that is itself starting.
 var errBootstrapping = errors.New("peer is bootstrapping")
 
@@ -569,7 +591,8 @@ func (s *Server) fetchSnapshot(ctx context.Context, url string) (*replicaSnapsho
 		return nil, &peerStatusError{code: resp.StatusCode, msg: string(bytes.TrimSpace(msg))}
 	}
 	var sn replicaSnapshot
-	if err := gob.NewDecoder(resp.Body).Decode(&sn); err != nil {
+	body := &limitedBody{r: resp.Body, left: s.cfg.MaxSnapshotBytes}
+	if err := gob.NewDecoder(body).Decode(&sn); err != nil {
 		return nil, fmt.Errorf("decoding snapshot: %w", err)
 	}
 	if sn.Version != snapshotVersion || sn.Stats == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/xosprobe/xosprobe/aggregator/matrix"
 	"github.com/xosprobe/xosprobe/aggregator/stats"
@@ -145,9 +146,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// A client that stops reading (a /matrix it never drains) gives up
+		// its connection and the answer's memory.
+		WriteTimeout:   2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
 	// Shutdown waits up to 5 s for connections that never sent a request
 	// (clients dial spares); track them so shutdown can close them at once.
 	// A client that was about to use one retries, and batches are idempotent.

@@ -11,6 +11,8 @@ package reporter
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -104,8 +106,26 @@ func New(cfg Config, client *http.Client, stats Stats, log *slog.Logger) *Report
 	}
 	return &Reporter{cfg: cfg, client: client, stats: stats, log: log,
 		ring: make([]wire.Result, cfg.BufferSize), kick: make(chan struct{}, 1),
-		// Unique per process: a restarted agent's batch IDs never collide with its predecessor's.
-		idPrefix: cfg.Agent.Pod + "/" + strconv.FormatUint(rand.Uint64(), 36) + "/"}
+		idPrefix: batchIDPrefix(cfg.Agent.Pod, rand.Uint64())}
+}
+
+// maxSplitSuffix is the room a batch ID keeps for the "a"/"b" a split adds,
+// once per halving of a batch the aggregator found too large.
+const maxSplitSuffix = 24
+
+// batchIDPrefix starts every batch ID of this process: the pod (so an ID
+// says whose it is) and a nonce, so a restarted agent's IDs never collide
+// with its predecessor's. A pod name may be 253 characters, more than an ID
+// holds (wire.MaxIDLen): a long one is cut and completed with a hash of the
+// whole name, so the ID keeps room for the sequence number and splits and
+// stays unique per pod.
+func batchIDPrefix(pod string, nonce uint64) string {
+	const keep = 40
+	if len(pod) > keep+17 {
+		sum := sha256.Sum256([]byte(pod))
+		pod = pod[:keep] + "~" + hex.EncodeToString(sum[:8])
+	}
+	return pod + "/" + strconv.FormatUint(nonce, 36) + "/"
 }
 
 // Add queues a result. It never blocks; when the buffer is full the oldest

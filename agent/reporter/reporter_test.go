@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -332,4 +335,23 @@ func TestUnacknowledgedBatchesKeepTheirIDs(t *testing.T) {
 	assert.Equal(t, []string{first, second}, ids[:2], "retried under the same IDs, in order")
 	assert.Equal(t, 11, n)
 	assert.Empty(t, r.pending)
+}
+
+// A pod name may be 253 characters; every batch ID must still fit
+// wire.MaxIDLen with its sequence number and splits, and stay distinct per pod.
+func TestBatchIDPrefixFitsLongPodNames(t *testing.T) {
+	long := strings.Repeat("p", 253)
+	seen := map[string]string{}
+	for _, pod := range []string{"a", strings.Repeat("x", 57), strings.Repeat("x", 58), strings.Repeat("y", 113), long, long[:252] + "q"} {
+		p := batchIDPrefix(pod, math.MaxUint64)
+		id := p + strconv.FormatUint(math.MaxUint64, 10) + strings.Repeat("a", maxSplitSuffix)
+		assert.LessOrEqual(t, len(id), wire.MaxIDLen, "pod of %d characters", len(pod))
+		_, err := wire.Encode(nil, &wire.Batch{ID: id, Agent: wire.Agent{Node: "n", OS: "linux", Pod: pod}})
+		assert.NoError(t, err, "pod of %d characters", len(pod))
+		if other, dup := seen[p]; dup {
+			t.Errorf("pods %q and %q share the prefix %q", other, pod, p)
+		}
+		seen[p] = pod
+	}
+	assert.Equal(t, "a/3w5e11264sgsf/", batchIDPrefix("a", math.MaxUint64), "short names stay as they are")
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -29,6 +30,10 @@ const (
 	// maxExchanges bounds the connections answered at once; one over it is
 	// closed unanswered, so a flood costs an accept and a close each.
 	maxExchanges = 256
+	// maxExchangesPerSource is one source address's share of them: a client
+	// that opens connections and sends slowly holds at most this many slots,
+	// and the peers' probes (one agent per node, a few at once) keep theirs.
+	maxExchangesPerSource = 16
 	// refusedLogEvery spaces the log lines about refused connections.
 	refusedLogEvery = time.Minute
 )
@@ -38,6 +43,8 @@ type health struct {
 	body    []byte // the GET answer's body
 	timeout time.Duration
 	slots   chan struct{}
+	mu      sync.Mutex
+	bySrc   map[netip.Addr]int // exchanges in progress per source address
 	wg      sync.WaitGroup
 	bufs    sync.Pool
 	log     *slog.Logger
@@ -49,7 +56,7 @@ type health struct {
 
 func newHealth(body []byte, log *slog.Logger) *health {
 	return &health{body: body, log: log, timeout: exchangeTimeout, slots: make(chan struct{}, maxExchanges),
-		bufs: sync.Pool{New: func() any { return new([maxHeadBytes]byte) }}}
+		bySrc: map[netip.Addr]int{}, bufs: sync.Pool{New: func() any { return new([maxHeadBytes]byte) }}}
 }
 
 // serve answers every connection l accepts until l is closed, then waits for
@@ -62,11 +69,19 @@ func (h *health) serve(l net.Listener) {
 		if err != nil {
 			return // closed
 		}
+		src := sourceOf(c)
+		if !h.takeShare(src) {
+			c.Close()
+			h.noteRefused("health endpoint: a source at its share of connections, closing its new ones unanswered",
+				"source", src, "share", maxExchangesPerSource)
+			continue
+		}
 		select {
 		case h.slots <- struct{}{}:
 		default:
 			c.Close()
-			h.noteRefused()
+			h.giveShare(src)
+			h.noteRefused("health endpoint at its limit: closing new connections unanswered", "limit", maxExchanges)
 			continue
 		}
 		h.wg.Add(1)
@@ -74,16 +89,44 @@ func (h *health) serve(l net.Listener) {
 			defer h.wg.Done()
 			h.answer(c)
 			<-h.slots
+			h.giveShare(src)
 		}()
 	}
 }
 
-// noteRefused counts a connection closed unanswered and logs the count at
-// most once per refusedLogEvery.
-func (h *health) noteRefused() {
+// sourceOf is the address a connection comes from (the zero Addr if none).
+func sourceOf(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// takeShare counts one more exchange of src, unless src has its share.
+func (h *health) takeShare(src netip.Addr) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bySrc[src] >= maxExchangesPerSource {
+		return false
+	}
+	h.bySrc[src]++
+	return true
+}
+
+func (h *health) giveShare(src netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bySrc[src]--; h.bySrc[src] <= 0 {
+		delete(h.bySrc, src)
+	}
+}
+
+// noteRefused counts a connection closed unanswered and logs msg with the
+// count at most once per refusedLogEvery.
+func (h *health) noteRefused(msg string, args ...any) {
 	h.refused++
 	if now := time.Now(); now.Sub(h.loggedAt) >= refusedLogEvery {
-		h.log.Warn("health endpoint at its limit: closing new connections unanswered", "limit", maxExchanges, "refused", h.refused)
+		h.log.Warn(msg, append(args, "refused", h.refused)...)
 		h.refused, h.loggedAt = 0, now
 	}
 }

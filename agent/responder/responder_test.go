@@ -3,6 +3,7 @@ package responder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -214,25 +215,25 @@ func TestHealthAnswersNoMoreThanItsLimitAtOnce(t *testing.T) {
 	go func() { h.serve(l); close(done) }()
 	defer func() { l.Close(); <-done }()
 
-	// maxExchanges clients that never finish their request hold every slot.
+	// maxExchanges clients that never finish their request hold every slot,
+	// from as many sources as their shares need.
 	var idle []net.Conn
 	defer func() {
 		for _, c := range idle {
 			c.Close()
 		}
 	}()
-	for range maxExchanges {
-		c, err := net.Dial("tcp", l.Addr().String())
-		require.NoError(t, err)
+	for i := range maxExchanges {
+		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 1+i/maxExchangesPerSource), l.Addr().String())
 		_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\n"))
 		require.NoError(t, err)
 		idle = append(idle, c)
 	}
 	require.Eventually(t, func() bool { return len(h.slots) == maxExchanges }, 5*time.Second, 5*time.Millisecond)
 
-	// One more is closed at once, unanswered, long before the slots' timeout.
-	c, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
+	// One more, from a source with no connection yet, is closed at once,
+	// unanswered, long before the slots' timeout.
+	c := dialFrom(t, "127.0.0.200", l.Addr().String())
 	defer c.Close()
 	require.NoError(t, c.SetDeadline(time.Now().Add(h.timeout/2)))
 	_, _ = c.Write([]byte("GET /healthz HTTP/1.1\r\n\r\n"))
@@ -249,6 +250,54 @@ func TestHealthAnswersNoMoreThanItsLimitAtOnce(t *testing.T) {
 	idle = idle[1:]
 	require.Eventually(t, func() bool { return len(h.slots) < maxExchanges }, 5*time.Second, 5*time.Millisecond)
 	assert.True(t, strings.HasPrefix(exchange(t, l.Addr().String(), "GET /healthz HTTP/1.1\r\n\r\n"), "HTTP/1.1 200 OK\r\n"))
+}
+
+// dialFrom connects to addr from the loopback address src.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	return c
+}
+
+// One source that opens connections and sends nothing (slowloris) holds at
+// most its share of the slots: another source's probes are still answered.
+func TestHealthSharesSlotsBetweenSources(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	logged := &lockedBuffer{}
+	h := newHealth([]byte("ok\n"), slog.New(slog.NewTextHandler(logged, nil)))
+	h.timeout = 5 * time.Second
+	done := make(chan struct{})
+	go func() { h.serve(l); close(done) }()
+	defer func() { l.Close(); <-done }()
+
+	var slow []net.Conn
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
+	for range maxExchanges + 20 {
+		c := dialFrom(t, "127.0.0.9", l.Addr().String())
+		_, _ = c.Write([]byte("GET /healthz HTTP/1.1\r\n")) // and never the rest
+		slow = append(slow, c)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(logged.String(), "share of connections") }, 5*time.Second, 5*time.Millisecond,
+		"the refusals beyond the share are logged")
+	assert.LessOrEqual(t, len(h.slots), maxExchangesPerSource, "one source holds more than its share")
+
+	for i := range 20 {
+		c := dialFrom(t, "127.0.0.10", l.Addr().String())
+		require.NoError(t, c.SetDeadline(time.Now().Add(time.Second)))
+		_, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+		require.NoError(t, err)
+		out, err := io.ReadAll(c)
+		c.Close()
+		require.NoError(t, err, "probe %d from another source", i)
+		assert.True(t, strings.HasPrefix(string(out), "HTTP/1.1 200 OK\r\n"), "probe %d from another source: %q", i, out)
+	}
 }
 
 // lockedBuffer is a log sink the test reads while the server writes.

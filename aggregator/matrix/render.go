@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 )
 
 // RenderOptions choose what Render draws.
@@ -67,7 +69,7 @@ func Render(w io.Writer, m *Matrix, o RenderOptions) error {
 		o.Phase = defaultPhase(m, o.Check)
 	}
 	fmt.Fprintf(w, "xosprobe matrix: check %s, phase %s, window %s, generated %s\n\n",
-		o.Check, o.Phase, m.Window, m.GeneratedAt.UTC().Format(time.RFC3339))
+		printable(o.Check), printable(o.Phase), printable(m.Window), m.GeneratedAt.UTC().Format(time.RFC3339))
 	if err := renderPairs(w, m, o); err != nil {
 		return err
 	}
@@ -119,7 +121,7 @@ func renderPairs(w io.Writer, m *Matrix, o RenderOptions) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "OS x OS, %s %s over %s (p50 / p90 of successful runs; Δ vs linux->linux)\n", o.Check, o.Phase, m.Window)
+	fmt.Fprintf(w, "OS x OS, %s %s over %s (p50 / p90 of successful runs; Δ vs linux->linux)\n", printable(o.Check), printable(o.Phase), printable(m.Window))
 	if len(oses) == 0 {
 		fmt.Fprintln(w, "  no results in the window")
 		return nil
@@ -128,11 +130,11 @@ func renderPairs(w io.Writer, m *Matrix, o RenderOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprint(tw, "  src \\ dst")
 	for _, d := range oses {
-		fmt.Fprintf(tw, "\t%s", d)
+		fmt.Fprintf(tw, "\t%s", printable(d))
 	}
 	fmt.Fprintln(tw)
 	for _, s := range oses {
-		line1, line2 := []string{"  " + s}, []string{""}
+		line1, line2 := []string{"  " + printable(s)}, []string{""}
 		for _, d := range oses {
 			a, b := pairCell(byPair[[2]string{s, d}], s, d, o)
 			line1, line2 = append(line1, a), append(line2, b)
@@ -242,7 +244,7 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 			failures = append(failures, c)
 		}
 	}
-	fmt.Fprintf(w, "Per-node heat map, %s %s: latest result per node pair (rows: source, columns: destination)\n", o.Check, o.Phase)
+	fmt.Fprintf(w, "Per-node heat map, %s %s: latest result per node pair (rows: source, columns: destination)\n", printable(o.Check), printable(o.Phase))
 	if len(cells) == 0 {
 		fmt.Fprintln(w, "  no per-node results for this check")
 		return nil
@@ -269,7 +271,7 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 	labelW := 0
 	labels := make([]string, len(rows))
 	for i, r := range rows {
-		labels[i] = fmt.Sprintf("%-7s %s", r.os, truncate(r.node, 32))
+		labels[i] = fmt.Sprintf("%-7s %s", printable(r.os), truncate(printable(r.node), 32))
 		labelW = max(labelW, len([]rune(labels[i])))
 	}
 	// Column numbers, written vertically so each column stays one character wide.
@@ -317,16 +319,16 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 		}
 	}
 	fmt.Fprintf(w, "  legend: %s\n", strings.Join(legend, "  "))
-	fmt.Fprintf(w, "          %c failed  %c no %s phase  %c self  blank: not probed\n", charFailure, charNoPhase, o.Phase, charSelf)
+	fmt.Fprintf(w, "          %c failed  %c no %s phase  %c self  blank: not probed\n", charFailure, charNoPhase, printable(o.Phase), charSelf)
 	fmt.Fprintln(w, "  columns:")
 	colW := 0
 	for _, c := range cols {
-		colW = max(colW, len([]rune(truncate(c.node, 32))))
+		colW = max(colW, len([]rune(truncate(printable(c.node), 32))))
 	}
 	perLine := max(1, 100/(colW+digits+13))
 	var line strings.Builder
 	for i, c := range cols {
-		fmt.Fprintf(&line, "  %*d %-*s %-9s", digits, i+1, colW, truncate(c.node, 32), "("+c.os+")")
+		fmt.Fprintf(&line, "  %*d %-*s %-9s", digits, i+1, colW, truncate(printable(c.node), 32), "("+printable(c.os)+")")
 		if i%perLine == perLine-1 || i == len(cols)-1 {
 			fmt.Fprintln(w, "  "+strings.TrimRight(line.String(), " "))
 			line.Reset()
@@ -342,7 +344,8 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 				fmt.Fprintf(w, "    ... and %d more (--json for all)\n", len(failures)-10)
 				break
 			}
-			fmt.Fprintf(w, "    %s (%s) -> %s (%s): %s at %s\n", c.Src, c.SrcOS, c.Dst, c.DstOS, c.Outcome, c.At.UTC().Format(time.TimeOnly))
+			fmt.Fprintf(w, "    %s (%s) -> %s (%s): %s at %s\n", printable(c.Src), printable(c.SrcOS), printable(c.Dst), printable(c.DstOS),
+				printable(c.Outcome), c.At.UTC().Format(time.TimeOnly))
 		}
 	}
 	return nil
@@ -419,6 +422,18 @@ func pickNodes(set map[string]*nodeStat, limit int) []*nodeStat {
 		return cmp.Or(cmp.Compare(osOrder(a.os), osOrder(b.os)), cmp.Compare(a.os, b.os), cmp.Compare(a.node, b.node))
 	})
 	return out
+}
+
+// printable is s, or s quoted with Go escapes when it holds a rune that is
+// not printable: node names and outcomes come from agents' batches, and an
+// escape sequence among them must not reach the operator's terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func truncate(s string, n int) string {

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +137,27 @@ func TestRenderWideCluster(t *testing.T) {
 func TestFormatSeconds(t *testing.T) {
 	for v, want := range map[float64]string{0: "0", 0.00041: "410µs", 0.0102: "10.2ms", 1.5: "1.5s", -0.003: "-3ms", 0.000001: "1µs"} {
 		assert.Equal(t, want, FormatSeconds(v), "%v", v)
+	}
+}
+
+// Names come from agents' batches: a terminal escape among them must be
+// printed quoted, with or without colour, never raw.
+func TestRenderQuotesNamesItDidNotChoose(t *testing.T) {
+	m := sample()
+	evil := "win-\x1b]0;owned\x07\x1b[2J"
+	m.Cells = append(m.Cells,
+		Cell{Src: evil, SrcOS: "windows\x1b[31m", Dst: "lin-a", DstOS: "linux", Check: "tcp", Outcome: "refused\x1b[8m", At: at},
+		Cell{Src: "lin-a", SrcOS: "linux", Dst: evil, DstOS: "windows", Check: "tcp", Outcome: "success", Phases: map[string]float64{"connect": 0.001}, At: at})
+	m.Pairs = append(m.Pairs, Pair{Pair: "x", SrcOS: "plan9\x1b[5m", DstOS: "linux", Checks: map[string]CheckSummary{"tcp": {Samples: 1}}})
+	m.Window = "5m\x1b[1m"
+	colour := regexp.MustCompile(`\x1b\[48;5;\d+m\x1b\[97m|\x1b\[0m`)
+	for _, c := range []bool{false, true} {
+		var sb strings.Builder
+		require.NoError(t, Render(&sb, m, RenderOptions{Color: c}))
+		out := colour.ReplaceAllString(sb.String(), "")
+		assert.NotContains(t, out, "\x1b", "colour %v: a raw escape reached the output", c)
+		assert.NotContains(t, out, "\x07")
+		assert.Contains(t, out, `"win-\x1b]0;owned\a\x1b[2J"`, "the name is shown, quoted")
+		assert.Contains(t, out, `"refused\x1b[8m"`)
 	}
 }

@@ -38,6 +38,7 @@ type aggregatorFlags struct {
 	// Computation.
 	deltaWindow, baselineWindow, minRegression, computeInterval time.Duration
 	maxBodyBytes                                                int64
+	maxConnections                                              int
 	shutdownDelay                                               time.Duration
 	checkConfig                                                 bool
 	logging                                                     logFlags
@@ -100,6 +101,7 @@ Kubernetes, --token-file or --shared-token admit a static token instead.`,
 	fl.DurationVar(&f.minRegression, "min-regression", 2*time.Millisecond, "smallest increase of a delta that counts as a regression")
 	fl.DurationVar(&f.computeInterval, "compute-interval", 10*time.Second, "how often deltas and regressions are recomputed")
 	fl.Int64Var(&f.maxBodyBytes, "max-batch-bytes", 8<<20, "largest batch accepted; larger ones get 413 and agents split them")
+	fl.IntVar(&f.maxConnections, "max-connections", 10000, "connections served at once (every agent keeps one open: more than the cluster's nodes); more wait to be accepted")
 	fl.DurationVar(&f.shutdownDelay, "shutdown-delay", 5*time.Second, "keep serving this long after readiness turns false")
 	fl.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration, print a summary and exit")
 	f.logging.register(fl)
@@ -120,7 +122,10 @@ func (f *aggregatorFlags) config(log *slog.Logger) (aggregator.Config, error) {
 	cfg := aggregator.Config{
 		Peers: f.peerURLs, DeltaWindow: f.deltaWindow, BaselineWindow: f.baselineWindow, MinRegression: f.minRegression,
 		ComputeInterval: f.computeInterval, MaxBodyBytes: f.maxBodyBytes, Log: log, Version: version,
-		ShutdownDelay: f.shutdownDelay,
+		ShutdownDelay: f.shutdownDelay, MaxConnections: f.maxConnections,
+	}
+	if f.maxConnections < 1 {
+		errs = append(errs, fmt.Errorf("--max-connections %d: want at least 1", f.maxConnections))
 	}
 	if f.shutdownDelay == 0 {
 		cfg.ShutdownDelay = -1 // the library reads 0 as its default
