@@ -58,7 +58,9 @@ const (
 //   - pdb-aggregator: the PodDisruptionBudget lets one aggregator replica be
 //     evicted and refuses the second;
 //   - daemonset-rolling-update: `kubectl rollout restart` of both agent
-//     DaemonSets, `kubectl rollout status` until every pod is replaced.
+//     DaemonSets, `kubectl rollout status` until every pod is replaced;
+//   - ground-truth-kubelet-nodes: TestMixedCluster's latency ground truth
+//     (D = 5 ms) with the Linux agents in kubelet pods.
 func TestShippedInstall(t *testing.T) {
 	ctx, cancel := testContext(t, 20*time.Minute)
 	defer cancel()
@@ -432,6 +434,120 @@ func TestShippedInstall(t *testing.T) {
 		}
 		r.Figure("4 agent pods replaced by the DaemonSet controller (maxUnavailable 1) in %s", took.Round(time.Second))
 	})
+
+	res.Run(t, "ground-truth-kubelet-nodes", func(t *testing.T, r *result) { groundTruthOnKubeletNodes(t, ctx, c, kubectl, r) })
+}
+
+// groundTruthOnKubeletNodes is TestMixedCluster's latency ground truth with
+// the Linux agents in real kubelet pods: the operator's way to measure
+// faster, new flags in the workloads (agents every 2 s, the aggregator's
+// e2e windows) rolled out by the controllers, then NFQUEUE delayers in the
+// Windows pods hold packets from the Linux agents' pod IPs, and the
+// aggregator's linux->windows delta p50 must move by the hold within the
+// same bound.
+func groundTruthOnKubeletNodes(t *testing.T, ctx context.Context, c *cluster.Cluster, kubectl func(context.Context, ...string) (string, error), r *result) {
+	if os.Getenv("XOSPROBE_E2E_GROUND_TRUTH") == "0" {
+		t.Skip("XOSPROBE_E2E_GROUND_TRUTH=0")
+	}
+	edit := map[string]map[string]string{
+		"daemonset/xosprobe-agent-linux":   {"interval": e2eInterval, "timeout": e2eInterval},
+		"daemonset/xosprobe-agent-windows": {"interval": e2eInterval, "timeout": e2eInterval},
+		"deployment/xosprobe-aggregator": {"delta-window": e2eDeltaWindow.String(), "compute-interval": "2s",
+			"baseline-window": e2eBaselineWindow.String()},
+	}
+	for obj, flags := range edit {
+		kind, name, _ := strings.Cut(obj, "/")
+		var err error
+		switch kind {
+		case "daemonset":
+			var ds *appsv1.DaemonSet
+			if ds, err = c.Client.AppsV1().DaemonSets(probeNS).Get(ctx, name, metav1.GetOptions{}); err == nil {
+				for f, v := range flags {
+					ds.Spec.Template.Spec.Containers[0].Args = setFlag(ds.Spec.Template.Spec.Containers[0].Args, f, v)
+				}
+				_, err = c.Client.AppsV1().DaemonSets(probeNS).Update(ctx, ds, metav1.UpdateOptions{})
+			}
+		default:
+			var d *appsv1.Deployment
+			if d, err = c.Client.AppsV1().Deployments(probeNS).Get(ctx, name, metav1.GetOptions{}); err == nil {
+				for f, v := range flags {
+					d.Spec.Template.Spec.Containers[0].Args = setFlag(d.Spec.Template.Spec.Containers[0].Args, f, v)
+				}
+				_, err = c.Client.AppsV1().Deployments(probeNS).Update(ctx, d, metav1.UpdateOptions{})
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", obj, err)
+		}
+	}
+	for obj := range edit {
+		if out, err := kubectl(ctx, "-n", probeNS, "rollout", "status", obj, "--timeout=4m"); err != nil {
+			t.Fatalf("kubectl rollout status %s: %v\n%s", obj, err, out)
+		}
+	}
+	started := time.Now()
+	// Each OS's pods on CPUs of their own, as in TestMixedCluster (the
+	// Windows pods by Config.CPUs): see test/e2e/README.
+	if cpus := cpusByOS()[cluster.Linux]; cpus != "" {
+		for _, n := range c.Nodes() {
+			if n.Kubelet == nil {
+				continue
+			}
+			pinned, err := n.Kubelet.PinContainers(ctx, cpus)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d container processes pinned to CPUs %s", n.Name, pinned, cpus)
+		}
+	}
+	pods, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var winPods []*cluster.Pod
+	var linuxIPs []string
+	var aggIP string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		switch {
+		case p.Labels["app.kubernetes.io/component"] == "aggregator":
+			aggIP = p.Status.PodIP
+		case p.Labels["xosprobe.io/os"] == "windows":
+			hp := c.Pod(p.Namespace, p.Name)
+			if hp == nil {
+				t.Fatalf("Windows agent %s is not running under the harness's kubelet", p.Name)
+			}
+			winPods = append(winPods, hp)
+		case p.Labels["xosprobe.io/os"] == "linux":
+			linuxIPs = append(linuxIPs, p.Status.PodIP)
+		}
+	}
+	if len(winPods) != 2 || len(linuxIPs) != 2 || aggIP == "" {
+		t.Fatalf("after the rollout: %d Windows agents, Linux agent IPs %v, aggregator %q", len(winPods), linuxIPs, aggIP)
+	}
+	delay := startDelayers(t, ctx, winPods, linuxIPs)
+	aggMetrics := func() ([]sample, error) {
+		body, err := httpGet(ctx, "http://"+aggIP+":9446/metrics")
+		if err != nil {
+			return nil, err
+		}
+		return parseMetrics(body), nil
+	}
+	// One stage: TestMixedCluster holds 2, 5 and 20 ms; here the question is
+	// whether the Linux side in kubelet pods measures the same.
+	stages := []gtStage{{5 * time.Millisecond, true}}
+	gt := runGroundTruth(t, ctx, delay, stages, e2eSettle, time.Since(started), aggMetrics, func() {}, nil, nil)
+	delay.stop(t)
+	for _, g := range gt {
+		e, bound := g.Observed-g.Hold, g.bound()
+		if e > bound || e < -bound {
+			t.Errorf("ground truth D=%s %s %s: the delta p50 moved %s, the delayer held %s (error %s, bound %s: the tolerance %s or the delta CI's width %s)",
+				g.D, g.Check, g.Phase, g.Observed, g.Hold, e, bound, groundTruthTolerance, g.CIWidth)
+		}
+		r.Figure("D=%s %s/%s error %+dus (bound %dus)", g.D, g.Check, g.Phase, (g.Observed - g.Hold).Microseconds(), g.bound().Microseconds())
+	}
 }
 
 // setupInstallCluster is setup for TestShippedInstall: kube-router, the
@@ -469,6 +585,7 @@ func setupInstallCluster(t *testing.T, ctx context.Context) *cluster.Cluster {
 		WorkDir:       work,
 		NetworkPolicy: true,
 		Workloads:     true,
+		CPUs:          cpusByOS(),
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {

@@ -691,3 +691,21 @@ func dirExists(d string) bool {
 	st, err := os.Stat(d)
 	return err == nil && st.IsDir()
 }
+
+// PinContainers sets the CPU affinity of every thread of the node's
+// containers now running (taskset list, e.g. "0"), so the Linux side of a
+// measurement runs on CPUs of its own as Config.CPUs places harness pods.
+// The cgroup root's cpuset cannot do it: the kubelet writes every CPU of the
+// machine into the cpusets it makes below, which a narrower parent refuses.
+// Threads started later inherit their creator's affinity; containers started
+// later are not pinned.
+func (k *Kubelet) PinContainers(ctx context.Context, cpus string) (int, error) {
+	pids := k.ContainerPIDs()
+	var errs []error
+	for _, pid := range pids {
+		if _, err := run(ctx, "taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)); err != nil && !isZombie(pid) {
+			errs = append(errs, fmt.Errorf("pin pid %d to CPUs %s: %w", pid, cpus, err))
+		}
+	}
+	return len(pids), errors.Join(errs...)
+}
