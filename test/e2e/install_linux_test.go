@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +76,10 @@ func TestShippedInstall(t *testing.T) {
 			t.Skipf("e2e: %v", err)
 		}
 	}
-	c := setupInstallCluster(t, ctx)
+	// kube-router, the scheduler and workload controllers, each OS's
+	// harness pods on CPUs of their own.
+	c := startKubeletCluster(t, ctx, cluster.Config{NetworkPolicy: true, Workloads: true, CPUs: cpusByOS()},
+		"kube-scheduler", "kubectl", "prometheus")
 	bin := binDir(t)
 	kubectl := func(ctx context.Context, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
@@ -548,64 +550,6 @@ func groundTruthOnKubeletNodes(t *testing.T, ctx context.Context, c *cluster.Clu
 		}
 		r.Figure("D=%s %s/%s error %+dus (bound %dus)", g.D, g.Check, g.Phase, (g.Observed - g.Hold).Microseconds(), g.bound().Microseconds())
 	}
-}
-
-// setupInstallCluster is setup for TestShippedInstall: kube-router, the
-// scheduler and workload controllers, real kubelet nodes.
-func setupInstallCluster(t *testing.T, ctx context.Context) *cluster.Cluster {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("e2e: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("e2e: needs root (network namespaces, cgroups, mounts); run as root, e.g. sudo -E go test")
-	}
-	bin := binDir(t)
-	if os.Getenv("XOSPROBE_E2E_SKIP_BUILD") == "" {
-		cmd := exec.CommandContext(ctx, "bash", "build.sh")
-		cmd.Env = append(os.Environ(), "XOSPROBE_E2E_BIN="+bin)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build.sh: %v (ctx %v)\n%s", err, ctx.Err(), out)
-		}
-	}
-	if err := cluster.Requirements(bin, true); err != nil {
-		t.Skipf("e2e: %v", err)
-	}
-	if err := cluster.KubeletRequirements(bin, cluster.KubeletConfig{}); err != nil {
-		t.Skipf("e2e: kubelet node: %v", err)
-	}
-	for _, b := range []string{"kube-scheduler", "kubectl", "prometheus"} {
-		if !fileExists(filepath.Join(bin, b)) {
-			t.Skipf("e2e: %s missing (run test/e2e/build.sh)", filepath.Join(bin, b))
-		}
-	}
-	work := t.TempDir()
-	c, err := cluster.New(cluster.Config{
-		BinDir:        bin,
-		WorkDir:       work,
-		NetworkPolicy: true,
-		Workloads:     true,
-		CPUs:          cpusByOS(),
-		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-		if err := c.Teardown(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-		if left, err := cluster.Leftovers(c.Prefix()); err != nil || len(left) > 0 {
-			t.Errorf("teardown left %v behind (%v)", left, err)
-		}
-	})
-	if err := c.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	return c
 }
 
 // writeBinaryImage writes a one-binary OCI image of a static executable.

@@ -189,9 +189,18 @@ func TestKubeletNodeStartFailures(t *testing.T) {
 }
 
 // setupKubeletCluster is setup for a cluster whose nodes need neither CoreDNS
-// nor kube-router: it checks KubeletRequirements instead of
-// cluster.Requirements, then builds, starts and tears down as setup does.
+// nor kube-router.
 func setupKubeletCluster(t *testing.T, ctx context.Context) *cluster.Cluster {
+	t.Helper()
+	return startKubeletCluster(t, ctx, cluster.Config{})
+}
+
+// startKubeletCluster is setup for clusters with kubelet nodes: it runs
+// build.sh, checks KubeletRequirements (and cluster.Requirements with
+// cfg.NetworkPolicy, and that extraBins were built), then starts a cluster
+// of cfg (BinDir, WorkDir and Logger filled in) and tears it down after the
+// test, failing it on leftovers.
+func startKubeletCluster(t *testing.T, ctx context.Context, cfg cluster.Config, extraBins ...string) *cluster.Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped in -short mode")
@@ -207,8 +216,18 @@ func setupKubeletCluster(t *testing.T, ctx context.Context) *cluster.Cluster {
 			t.Fatalf("build.sh: %v (ctx %v)\n%s", err, ctx.Err(), out)
 		}
 	}
+	if cfg.NetworkPolicy {
+		if err := cluster.Requirements(bin, true); err != nil {
+			t.Skipf("e2e: %v", err)
+		}
+	}
 	if err := cluster.KubeletRequirements(bin, cluster.KubeletConfig{}); err != nil {
 		t.Skipf("e2e: kubelet node: %v", err)
+	}
+	for _, b := range extraBins {
+		if !fileExists(filepath.Join(bin, b)) {
+			t.Skipf("e2e: %s missing (run test/e2e/build.sh)", filepath.Join(bin, b))
+		}
 	}
 	work := os.Getenv("XOSPROBE_E2E_WORKDIR")
 	if work == "" {
@@ -216,11 +235,9 @@ func setupKubeletCluster(t *testing.T, ctx context.Context) *cluster.Cluster {
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c, err := cluster.New(cluster.Config{
-		BinDir:  bin,
-		WorkDir: work,
-		Logger:  slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	cfg.BinDir, cfg.WorkDir = bin, work
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c, err := cluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

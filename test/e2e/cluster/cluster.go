@@ -64,7 +64,8 @@ type Config struct {
 	NetworkPolicy bool
 	// Workloads runs kube-scheduler and the workload controllers, so
 	// DaemonSets and Deployments get pods as in a cluster (see
-	// ControlPlane.Workloads); kubelet nodes and RunWindowsKubelet run them.
+	// ControlPlane.Workloads); kubelet nodes run them, and on Windows nodes
+	// whoever plays their kubelet (AdoptPod).
 	Workloads bool
 	// WineTemplate is the Wine prefix copied (as an overlay) for each Windows
 	// pod that runs a .exe. Default: $WINEPREFIX, else ~/.wine.

@@ -54,8 +54,9 @@ var workloadControllers = []string{
 	"daemonset-controller", "deployment-controller", "replicaset-controller", "disruption-controller",
 }
 
-// ControlPlane runs etcd, kube-apiserver and kube-controller-manager as child
-// processes. Fill in the exported configuration fields, then Start.
+// ControlPlane runs etcd, kube-apiserver, kube-controller-manager and, with
+// Workloads, kube-scheduler as child processes. Fill in the exported
+// configuration fields, then Start.
 type ControlPlane struct {
 	// BinDir holds etcd, kube-apiserver and kube-controller-manager.
 	BinDir string
