@@ -798,8 +798,8 @@ type groundTruth struct {
 
 // bound is the largest error asserted: the tolerance, or the width of the
 // delta's CI when that is wider. A stage still disturbed after its retries
-// (the hypervisor taking 10-16% of the vCPUs widened CIs to 0.6-1.6 ms in
-// s7-CI19) cannot resolve the tolerance; its error is then held to what the
+// (the hypervisor taking 10-16% of the vCPUs widens CIs to 0.6-1.6 ms)
+// cannot resolve the tolerance; its error is then held to what the
 // measurement itself can tell apart. Precise stages keep the tolerance.
 func (g groundTruth) bound() time.Duration { return max(groundTruthTolerance, g.CIWidth) }
 

@@ -154,8 +154,8 @@ type gtStage struct {
 // last stage. Every stage is followed by a baseline (D=0) and compared with
 // the mean of the baselines either side of it (those that are precise): the
 // D=0 delta of http first_byte, which holds the Wine responder's time to
-// answer, drifted 0.26 ms between the first and the last baseline of one run
-// (CI14), so a baseline minutes away from a stage adds its drift to the
+// answer, can drift 0.26 ms between the first and the last baseline of a
+// run, so a baseline minutes away from a stage adds its drift to the
 // error; one either side cancels a steady drift and halves what one
 // baseline's luck adds.
 //

@@ -45,7 +45,7 @@ sleep "$wait_secs"
 # The demo's aggregator judges regressions by comparing the current minute's
 # delta with the minutes before (its 1-minute buckets). Started in the last
 # seconds of a minute, the mesh had all its data in one bucket and the
-# regression panel came back empty (one CI run in session 3): query when the
+# regression panel comes back empty: query when the
 # current and the previous minute both hold data.
 while s=$(date +%-S); [ "$s" -lt 8 ] || [ "$s" -gt 50 ]; do sleep 1; done
 
