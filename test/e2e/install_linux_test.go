@@ -148,28 +148,16 @@ func TestShippedInstall(t *testing.T) {
 	installed := time.Since(start)
 	t.Logf("timing: installed and rolled out %s", installed.Round(time.Millisecond))
 
+	const aggregators, prometheus = "app.kubernetes.io/component=aggregator", "app.kubernetes.io/name=prometheus"
 	agents := func(t *testing.T, nodeOS cluster.OS) []corev1.Pod {
 		t.Helper()
-		l, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent,xosprobe.io/os=" + string(nodeOS)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l.Items
+		return listPods(t, ctx, c, probeNS, "app.kubernetes.io/component=agent,xosprobe.io/os="+string(nodeOS))
 	}
 
 	res.Run(t, "kubelet-linux-pods", func(t *testing.T, r *result) {
-		var pods []corev1.Pod
-		pods = append(pods, agents(t, cluster.Linux)...)
-		aggs, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=aggregator"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods = append(pods, aggs.Items...)
-		prom, err := c.Client.CoreV1().Pods(promNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=prometheus"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods = append(pods, prom.Items...)
+		pods := agents(t, cluster.Linux)
+		pods = append(pods, listPods(t, ctx, c, probeNS, aggregators)...)
+		pods = append(pods, listPods(t, ctx, c, promNS, prometheus)...)
 		if len(pods) != 5 {
 			t.Fatalf("%d pods (2 Linux agents, 2 aggregators, Prometheus wanted): %v", len(pods), podNames(pods))
 		}
@@ -250,13 +238,10 @@ func TestShippedInstall(t *testing.T) {
 		// The aggregator admitted results of all four agents (TokenReview of
 		// the kubelet-mounted audience-bound tokens) and the two replicas
 		// replicate to each other.
-		aggs, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=aggregator"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		aggs := listPods(t, ctx, c, probeNS, aggregators)
 		var pairs int
 		eventually(t, 120*time.Second, "both aggregator replicas with tcp successes from every node to every other", func() error {
-			for _, a := range aggs.Items {
+			for _, a := range aggs {
 				body, err := httpGet(ctx, "http://"+a.Status.PodIP+":9446/matrix")
 				if err != nil {
 					return fmt.Errorf("%s: %w", a.Name, err)
@@ -280,13 +265,13 @@ func TestShippedInstall(t *testing.T) {
 		})
 		// Prometheus in its kubelet pod discovers and scrapes every agent and
 		// replica with the shipped in-cluster service discovery.
-		proms, err := c.Client.CoreV1().Pods(promNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=prometheus"})
-		if err != nil || len(proms.Items) != 1 {
-			t.Fatalf("Prometheus pod: %v (%v)", podNames(proms.Items), err)
+		proms := listPods(t, ctx, c, promNS, prometheus)
+		if len(proms) != 1 {
+			t.Fatalf("Prometheus pods: %v, want one", podNames(proms))
 		}
 		var up map[string]int
 		eventually(t, 60*time.Second, "Prometheus scraping 4 agents and 2 aggregator replicas", func() error {
-			body, err := httpGet(ctx, "http://"+proms.Items[0].Status.PodIP+":"+strconv.Itoa(promPort)+"/api/v1/targets?state=active")
+			body, err := httpGet(ctx, "http://"+proms[0].Status.PodIP+":"+strconv.Itoa(promPort)+"/api/v1/targets?state=active")
 			if err != nil {
 				return err
 			}
@@ -365,17 +350,17 @@ func TestShippedInstall(t *testing.T) {
 			}
 			return nil
 		})
-		aggs, err := c.Client.CoreV1().Pods(probeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=aggregator"})
-		if err != nil || len(aggs.Items) != 2 {
-			t.Fatalf("aggregator pods: %v (%v)", podNames(aggs.Items), err)
+		aggs := listPods(t, ctx, c, probeNS, aggregators)
+		if len(aggs) != 2 {
+			t.Fatalf("aggregator pods: %v, want two", podNames(aggs))
 		}
 		evict := func(name string) error {
 			return c.Client.CoreV1().Pods(probeNS).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: probeNS}})
 		}
-		if err := evict(aggs.Items[0].Name); err != nil {
+		if err := evict(aggs[0].Name); err != nil {
 			t.Fatalf("evicting the first replica: %v", err)
 		}
-		err = evict(aggs.Items[1].Name)
+		err := evict(aggs[1].Name)
 		if !apierrors.IsTooManyRequests(err) {
 			t.Fatalf("evicting the second replica right after: %v, want 429 (the budget's minAvailable 1)", err)
 		}
@@ -464,17 +449,13 @@ func groundTruthOnKubeletNodes(t *testing.T, ctx context.Context, c *cluster.Clu
 		case "daemonset":
 			var ds *appsv1.DaemonSet
 			if ds, err = c.Client.AppsV1().DaemonSets(probeNS).Get(ctx, name, metav1.GetOptions{}); err == nil {
-				for f, v := range flags {
-					ds.Spec.Template.Spec.Containers[0].Args = setFlag(ds.Spec.Template.Spec.Containers[0].Args, f, v)
-				}
+				setContainerFlags(&ds.Spec.Template, flags)
 				_, err = c.Client.AppsV1().DaemonSets(probeNS).Update(ctx, ds, metav1.UpdateOptions{})
 			}
 		default:
 			var d *appsv1.Deployment
 			if d, err = c.Client.AppsV1().Deployments(probeNS).Get(ctx, name, metav1.GetOptions{}); err == nil {
-				for f, v := range flags {
-					d.Spec.Template.Spec.Containers[0].Args = setFlag(d.Spec.Template.Spec.Containers[0].Args, f, v)
-				}
+				setContainerFlags(&d.Spec.Template, flags)
 				_, err = c.Client.AppsV1().Deployments(probeNS).Update(ctx, d, metav1.UpdateOptions{})
 			}
 		}
@@ -549,6 +530,25 @@ func groundTruthOnKubeletNodes(t *testing.T, ctx context.Context, c *cluster.Clu
 				g.D, g.Check, g.Phase, g.Observed, g.Hold, e, bound, groundTruthTolerance, g.CIWidth)
 		}
 		r.Figure("D=%s %s/%s error %+dus (bound %dus)", g.D, g.Check, g.Phase, (g.Observed - g.Hold).Microseconds(), g.bound().Microseconds())
+	}
+}
+
+// listPods lists the pods in namespace ns matching the label selector.
+func listPods(t *testing.T, ctx context.Context, c *cluster.Cluster, ns, selector string) []corev1.Pod {
+	t.Helper()
+	l, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+// setContainerFlags sets flags (name -> value) in the args of the
+// template's first container, as an operator edits a workload.
+func setContainerFlags(tmpl *corev1.PodTemplateSpec, flags map[string]string) {
+	ctr := &tmpl.Spec.Containers[0]
+	for f, v := range flags {
+		ctr.Args = setFlag(ctr.Args, f, v)
 	}
 }
 
