@@ -43,10 +43,17 @@ const (
 // responder answered 0.8-0.9 ms faster once its requests were held, and the
 // error read -0.3 to -1.4 ms; on CPUs of their own per OS (cpusByOS), -0.21 /
 // -0.13 / +0.06 ms at D = 2 / 5 / 20 ms.
+//
+// showsDisturbance marks the phases whose CI width tells a disturbed window
+// (retried) from a clean one: the connect phases' CIs are 0.2-0.5 ms wide in
+// clean windows. first_byte's CI holds the Wine responder's answer-time
+// spread, 1.3-1.9 ms in clean windows too, so measuring again never narrows
+// it; it is held to that width (groundTruth.bound) instead.
 var groundTruthPhases = []struct {
-	check, phase string
-	class        holdClass
-}{{"tcp", "connect", holdSYN}, {"http", "connect", holdSYN}, {"http", "first_byte", holdData}}
+	check, phase     string
+	class            holdClass
+	showsDisturbance bool
+}{{"tcp", "connect", holdSYN, true}, {"http", "connect", holdSYN, true}, {"http", "first_byte", holdData, false}}
 
 // delayers holds TCP packets from the Linux agents to the http and tcp probe
 // ports of each Windows agent pod in NFQUEUE delayers in the pod's namespace
@@ -160,7 +167,8 @@ type gtStage struct {
 // baseline's luck adds.
 //
 // An asserted stage whose delta at D, or at both baselines around it, has a
-// confidence interval wider than groundTruthMaxCI cannot resolve the
+// confidence interval wider than groundTruthMaxCI in a phase that shows
+// disturbance (showsDisturbance) cannot resolve the
 // tolerance: the window was disturbed (on this VM, by the hypervisor taking
 // the vCPUs: steal), so the stage and a baseline after it are measured
 // again, up to groundTruthRetries times in all.
@@ -227,7 +235,7 @@ func runGroundTruth(t *testing.T, ctx context.Context, g *delayers, stages []gtS
 	}
 	precise := func(r reading) bool {
 		for _, gp := range groundTruthPhases {
-			if r.ci[gp.check+"/"+gp.phase] > groundTruthMaxCI.Seconds() {
+			if gp.showsDisturbance && r.ci[gp.check+"/"+gp.phase] > groundTruthMaxCI.Seconds() {
 				return false
 			}
 		}
