@@ -16,7 +16,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate image-linux image-windows images-docker clean dashboards dashboards-check rules-test prometheus-live e2e
+.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate image-linux image-windows images-docker clean dashboards dashboards-check rules-test prometheus-live e2e chart-test manifests
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ bin/xosprobe.exe: FORCE
 
 FORCE:
 
-test: lint test-unit test-windows dashboards-check rules-test prometheus-live ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules, both against a real Prometheus
+test: lint test-unit test-windows dashboards-check rules-test chart-test prometheus-live ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules, the Helm chart, and dashboards and rules against a real Prometheus
 
 test-unit: ## Linux unit and integration tests with the race detector
 	$(GO) test -race -count=1 ./...
@@ -54,13 +54,23 @@ dashboards: ## regenerate dashboards/*.json and dashboards/queries.txt from Go
 dashboards-check: ## dashboards: drift check, PromQL parse, metric/label contract, evaluation
 	cd dashboards && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+chart-test: bin/helm ## charts/xosprobe: helm lint, values, and manifests/ rendered from it object by object (Helm v4 built from the Go module proxy)
+	cd test/chart && $(GO) vet ./... && HELM_BIN=$(CURDIR)/bin/helm $(GO) test -count=1 ./...
+
+manifests: bin/helm ## render manifests/base and manifests/prometheus-operator from charts/xosprobe, and copy the chart's rules and dashboards
+	cd test/chart && HELM_BIN=$(CURDIR)/bin/helm $(GO) test -count=1 -run 'Copies' ./... -update
+	cd test/chart && HELM_BIN=$(CURDIR)/bin/helm $(GO) test -count=1 -run 'Rendered' ./... -update
+
+bin/helm: test/chart/go.mod test/chart/go.sum ## Helm v4 as test/chart's go.mod pins it (the e2e installs the chart with it)
+	cd test/chart && CGO_ENABLED=0 $(GO) build -trimpath -o ../../bin/helm helm.sh/helm/v4/cmd/helm
+
 rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian package prometheus)
 	manifests/prometheus/test.sh
 
 prometheus-live: build ## every dashboard query and alert rule against a real Prometheus scraping the demo mesh
 	test/prometheus/live.sh
 
-e2e: build image-linux ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
+e2e: build image-linux bin/helm ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
 	bash test/e2e/build.sh
 	cd test/e2e && XOSPROBE_E2E_STRICT=1 $(GO) test -count=1 -timeout 60m -v ./...

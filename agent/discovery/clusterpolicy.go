@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
@@ -190,7 +191,13 @@ func (d *Discovery) startPolicyInformer(ctx context.Context, pk *policyKind) {
 		close(pk.done)
 		return
 	}
-	res := d.cfg.Dynamic.Resource(pk.gvr)
+	var res dynamic.ResourceInterface = d.cfg.Dynamic.Resource(pk.gvr)
+	if pk.namespaced {
+		// A namespaced policy (Calico's, Cilium's, Antrea's NetworkPolicy)
+		// selects pods of its own namespace only: ours is all that can
+		// apply to a probe, and all a Role grants.
+		res = d.cfg.Dynamic.Resource(pk.gvr).Namespace(d.cfg.Namespace)
+	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			l, err := res.List(ctx, o)

@@ -92,9 +92,10 @@ func TestClusterPolicyInputs(t *testing.T) {
 		gvrStaged: "StagedNetworkPolicyList", gvrCilium: "CiliumNetworkPolicyList",
 	},
 		cnp,
-		obj(gvrCalNP, "NetworkPolicy", "shop", "allow-web", nil),
+		obj(gvrCalNP, "NetworkPolicy", testNS, "allow-web", nil),
+		obj(gvrCalNP, "NetworkPolicy", "shop", "selects-shop-pods-only", nil),
 		obj(gvrGNP, "GlobalNetworkPolicy", "", "default-deny", nil),
-		obj(gvrStaged, "StagedNetworkPolicy", "shop", "try", nil),
+		obj(gvrStaged, "StagedNetworkPolicy", testNS, "try", nil),
 	)
 	dyn.PrependReactor("list", "ciliumnetworkpolicies", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(gvrCilium.GroupResource(), "", nil)
@@ -112,15 +113,15 @@ func TestClusterPolicyInputs(t *testing.T) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 
-	t.Run("unmodelled kinds are listed by namespace; a forbidden kind is unreadable", func(t *testing.T) {
+	t.Run("unmodelled kinds are listed, namespaced ones in our namespace only; a forbidden kind is unreadable", func(t *testing.T) {
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			in, err := h.d.ListClusterInputs()
 			require.NoError(c, err)
 			assert.ElementsMatch(c, []netpol.ForeignPolicy{
 				{Group: "cilium.io", Kind: "CiliumNetworkPolicy", Reason: "forbidden: " + apierrors.NewForbidden(gvrCilium.GroupResource(), "", nil).Error()},
 				{Group: "projectcalico.org", Kind: "GlobalNetworkPolicy", Name: "default-deny"},
-				{Group: "projectcalico.org", Kind: "NetworkPolicy", Namespace: "shop", Name: "allow-web"},
-				{Group: "projectcalico.org", Kind: "StagedNetworkPolicy", Namespace: "shop", Name: "try"},
+				{Group: "projectcalico.org", Kind: "NetworkPolicy", Namespace: testNS, Name: "allow-web"},
+				{Group: "projectcalico.org", Kind: "StagedNetworkPolicy", Namespace: testNS, Name: "try"},
 			}, in.Foreign)
 			assert.Empty(c, in.ClusterNetworkPolicies, "not served yet")
 		}, wait, poll)

@@ -191,10 +191,15 @@ func (d *Discovery) setup() error {
 	}
 
 	if d.cfg.WatchNetworkPolicies {
-		nps := cluster.Networking().V1().NetworkPolicies()
+		// A NetworkPolicy selects pods of its own namespace only, and every
+		// probe runs between agent pods: the policies and the labels of our
+		// namespace decide every verdict, so RBAC needs nothing wider (a
+		// Role, and get/list/watch on our Namespace by resourceNames).
+		nps := d.factory(ns, nil).Networking().V1().NetworkPolicies()
 		d.policies = nps.Lister()
 		add(register(d, "networkpolicies", nps.Informer(), affectsPolicy, policyDiff))
-		nss := cluster.Core().V1().Namespaces()
+		self := fields.OneTermEqualSelector("metadata.name", ns).String()
+		nss := d.factory("", func(o *metav1.ListOptions) { o.FieldSelector = self }).Core().V1().Namespaces()
 		d.namespaces = nss.Lister()
 		add(register(d, "namespaces", nss.Informer(), affectsPolicy, namespaceDiff))
 	}

@@ -14,10 +14,14 @@
 //     list/watch to those names with resourceNames.
 //   - endpointslices: EndpointSlices in Config.Namespace with the label
 //     selector kubernetes.io/service-name in (<service names>).
-//   - with Config.WatchNetworkPolicies only: all NetworkPolicies and all
-//     Namespaces, for the agent/netpol evaluator. Pods are deliberately not
-//     watched cluster-wide (too costly on 5,000 nodes): the netpol checks judge
-//     agent-to-agent traffic, so the agent pods are all the evaluator needs.
+//   - with Config.WatchNetworkPolicies only: the NetworkPolicies of
+//     Config.Namespace and that Namespace (field selector metadata.name), for
+//     the agent/netpol evaluator. The netpol checks judge agent-to-agent
+//     traffic, and a NetworkPolicy selects pods of its own namespace only, so
+//     the agent pods, their namespace's labels and its policies decide every
+//     verdict; the same holds for the namespaced policy kinds of CNIs, which
+//     are listed in Config.Namespace only. Cluster-scoped policy kinds are
+//     listed cluster-wide: they may select any pod.
 //     ListPods, ListNamespaces and ListNetworkPolicies have the method set of
 //     netpol.Lister, so netpol.FromLister(d) works.
 //
@@ -76,10 +80,14 @@
 //	  ""                 pods            list, watch
 //	  ""                 services        list, watch  resourceNames: the probe Services
 //	  discovery.k8s.io   endpointslices  list, watch
+//	  networking.k8s.io  networkpolicies list, watch  (WatchNetworkPolicies only)
 //	ClusterRole:
 //	  ""                 nodes           list, watch
-//	  networking.k8s.io  networkpolicies list, watch  (WatchNetworkPolicies only)
-//	  ""                 namespaces      list, watch  (WatchNetworkPolicies only)
+//	  ""                 namespaces      list, watch  resourceNames: Config.Namespace (WatchNetworkPolicies only)
+//
+// The policy kinds found through API discovery (clusterpolicy.go) need list
+// and watch too: the namespaced ones in the Role, the cluster-scoped ones in
+// the ClusterRole (charts/xosprobe/templates/rbac.yaml lists them).
 //
 // A missing rule makes the initial sync fail after Config.SyncTimeout, with an
 // error that names the informers that did not sync.

@@ -66,10 +66,11 @@ func TestShippedInstall(t *testing.T) {
 	root, _ := filepath.Abs("../..")
 	linuxImage := filepath.Join(root, "bin", "xosprobe-linux.oci.tar")
 	windowsBin := filepath.Join(root, "bin", "xosprobe.exe")
+	helmBin := filepath.Join(root, "bin", "helm")
 	if os.Geteuid() == 0 && !testing.Short() {
-		for _, f := range []string{linuxImage, windowsBin} {
+		for _, f := range []string{linuxImage, windowsBin, helmBin} {
 			if !fileExists(f) {
-				t.Skipf("e2e: %s missing (make build image-linux in the main module)", f)
+				t.Skipf("e2e: %s missing (make build image-linux bin/helm in the main module)", f)
 			}
 		}
 		if err := wineReady(); err != nil {
@@ -84,6 +85,16 @@ func TestShippedInstall(t *testing.T) {
 	kubectl := func(ctx context.Context, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
 		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// helm: Helm v4 (make e2e builds bin/helm from test/chart's tool
+	// directive), its configuration and cache in the test's work directory.
+	helm := func(ctx context.Context, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, helmBin, append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
+		cmd.Dir = root
+		home := filepath.Join(c.WorkDir(), "helm")
+		cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+home+"/config", "HELM_CACHE_HOME="+home+"/cache", "HELM_DATA_HOME="+home+"/data")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -128,13 +139,19 @@ func TestShippedInstall(t *testing.T) {
 	}
 	t.Logf("timing: 2 kubelet nodes, 2 Windows nodes, DNS, images %s", time.Since(start).Round(time.Millisecond))
 
-	// The README's install line, as an operator runs it.
+	// The README's install line, as an operator runs it. The box has no
+	// registry: its images are imported into each node's containerd, so the
+	// one value that differs is the pull policy (Always for a tag, by
+	// default).
 	start = time.Now()
-	out, err := kubectl(ctx, "apply", "-k", "manifests/")
+	helmArgs := []string{"install", "xosprobe", "charts/xosprobe", "--namespace", probeNS, "--create-namespace",
+		"--set", "image.pullPolicy=IfNotPresent"}
+	out, err := helm(ctx, helmArgs...)
 	if err != nil {
-		t.Fatalf("kubectl apply -k manifests/: %v\n%s", err, out)
+		t.Fatalf("helm %s: %v\n%s", strings.Join(helmArgs, " "), err, out)
 	}
-	t.Logf("kubectl apply -k manifests/:\n%s", strings.TrimSpace(out))
+	t.Logf("helm %s:\n%s", strings.Join(helmArgs, " "), strings.TrimSpace(out))
+	helmTook := time.Since(start)
 	deployPrometheus(t, ctx, c, linux[0].Name)
 
 	// Every workload rolled out by its controller.
@@ -153,6 +170,64 @@ func TestShippedInstall(t *testing.T) {
 		t.Helper()
 		return listPods(t, ctx, c, probeNS, "app.kubernetes.io/component=agent,xosprobe.io/os="+string(nodeOS))
 	}
+
+	res.Run(t, "helm-install", func(t *testing.T, r *result) {
+		out, err := helm(ctx, "status", "xosprobe", "--namespace", probeNS, "-o", "json")
+		if err != nil {
+			t.Fatalf("helm status: %v\n%s", err, out)
+		}
+		var st struct {
+			Info struct {
+				Status string `json:"status"`
+			} `json:"info"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.Info.Status != "deployed" {
+			t.Fatalf("helm status: %q (%v)", st.Info.Status, err)
+		}
+		// Helm v4 applies server-side: each workload's fields are owned
+		// by an Apply operation of Helm's field manager.
+		ds, err := c.Client.AppsV1().DaemonSets(probeNS).Get(ctx, "xosprobe-agent-linux", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var managers []string
+		for _, mf := range ds.ManagedFields {
+			managers = append(managers, mf.Manager+"/"+string(mf.Operation))
+		}
+		if !slices.Contains(managers, "helm/Apply") || ds.Labels["app.kubernetes.io/managed-by"] != "Helm" {
+			t.Errorf("DaemonSet xosprobe-agent-linux: field managers %v, managed-by %q; want helm/Apply and Helm", managers, ds.Labels["app.kubernetes.io/managed-by"])
+		}
+		// The kustomize install is the same objects (test/chart proves it
+		// object by object); the apiserver takes it as an update of them.
+		if out, err := kubectl(ctx, "apply", "-k", "manifests/", "--server-side", "--force-conflicts", "--dry-run=server"); err != nil {
+			t.Errorf("kubectl apply -k manifests/ --server-side --dry-run=server: %v\n%s", err, out)
+		}
+		// Values the install above does not use, rendered and accepted by
+		// the apiserver: a DaemonSet per Windows build, dashboards, narrower
+		// builds, a digest, tolerations and a priority class.
+		variant := []string{"template", "xosprobe", "charts/xosprobe", "--namespace", probeNS,
+			"--set", "agent.windows.perBuild=true", "--set", "agent.windows.builds.ltsc2019.enabled=false",
+			"--set", "dashboards.enabled=true", "--set", "image.digests.linux=sha256:" + strings.Repeat("ab", 32),
+			"--set", "agent.priorityClassName=system-cluster-critical", "--set", "agent.tolerations[0].operator=Exists"}
+		rendered, err := helm(ctx, variant...)
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(variant, " "), err, rendered)
+		}
+		file := filepath.Join(c.WorkDir(), "variant.yaml")
+		if err := os.WriteFile(file, []byte(rendered), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err = kubectl(ctx, "apply", "-f", file, "--server-side", "--force-conflicts", "--dry-run=server")
+		if err != nil {
+			t.Errorf("the variant's objects, server-side dry run: %v\n%s", err, out)
+		}
+		perBuild := strings.Count(out, "daemonset.apps/xosprobe-agent-windows-ltsc")
+		if perBuild != 2 {
+			t.Errorf("variant: %d per-build Windows DaemonSets accepted, want 2 (ltsc2022, ltsc2025):\n%s", perBuild, out)
+		}
+		r.Figure("helm install (server-side apply) in %s, release deployed; kubectl apply -k manifests/ accepted as the same objects (server dry run); a variant with per-build DaemonSets, dashboards and a digest accepted (%d objects)",
+			helmTook.Round(100*time.Millisecond), strings.Count(out, "serverside-applied"))
+	})
 
 	res.Run(t, "kubelet-linux-pods", func(t *testing.T, r *result) {
 		pods := agents(t, cluster.Linux)
@@ -423,6 +498,40 @@ func TestShippedInstall(t *testing.T) {
 	})
 
 	res.Run(t, "ground-truth-kubelet-nodes", func(t *testing.T, r *result) { groundTruthOnKubeletNodes(t, ctx, c, kubectl, r) })
+
+	// The README's removal: nothing of the release stays behind.
+	res.Run(t, "helm-uninstall", func(t *testing.T, r *result) {
+		start := time.Now()
+		if out, err := helm(ctx, "uninstall", "xosprobe", "--namespace", probeNS, "--wait"); err != nil {
+			t.Fatalf("helm uninstall: %v\n%s", err, out)
+		}
+		var left []string
+		if l, err := c.Client.AppsV1().DaemonSets(probeNS).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, o := range l.Items {
+				left = append(left, "DaemonSet "+o.Name)
+			}
+		}
+		if l, err := c.Client.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=xosprobe"}); err == nil {
+			for _, o := range l.Items {
+				left = append(left, "ClusterRole "+o.Name)
+			}
+		}
+		if l, err := c.Client.RbacV1().RoleBindings("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=xosprobe"}); err == nil {
+			for _, o := range l.Items {
+				left = append(left, "RoleBinding kube-system/"+o.Name)
+			}
+		}
+		eventually(t, 2*time.Minute, "agent and aggregator pods gone", func() error {
+			if pods := listPods(t, ctx, c, probeNS, "app.kubernetes.io/name=xosprobe"); len(pods) > 0 {
+				return fmt.Errorf("%d pods left: %v", len(pods), podNames(pods))
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Errorf("left after helm uninstall: %v", left)
+		}
+		r.Figure("helm uninstall --wait and every pod gone in %s; no DaemonSet, ClusterRole or kube-system RoleBinding left", time.Since(start).Round(100*time.Millisecond))
+	})
 }
 
 // groundTruthOnKubeletNodes is TestMixedCluster's latency ground truth with
