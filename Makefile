@@ -16,7 +16,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 export WINEDEBUG ?= -all
 export WINEPREFIX ?= $(HOME)/.wine
 
-.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate image-linux image-windows images-docker clean dashboards dashboards-check rules-test prometheus-live e2e chart-test manifests
+.PHONY: help build test test-unit test-windows lint demo bench bench-ebpf generate image-linux image-windows images-docker clean dashboards dashboards-check rules-test prometheus-live e2e chart-test manifests deps-demo deps-test deps-e2e
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,12 @@ bin/xosprobe.exe: FORCE
 
 FORCE:
 
-test: lint test-unit test-windows dashboards-check rules-test chart-test prometheus-live ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules, the Helm chart, and dashboards and rules against a real Prometheus
+# What make demo / test / e2e need from Debian: installed when missing and
+# run as root (saying what), else named (test/deps.sh).
+deps-demo deps-test deps-e2e:
+	@test/deps.sh $(@:deps-%=%)
+
+test: deps-test lint test-unit test-windows dashboards-check rules-test chart-test prometheus-live ## everything CI runs: lint, Linux tests with -race, Windows tests under Wine, dashboards, alert rules, the Helm chart, and dashboards and rules against a real Prometheus
 
 test-unit: ## Linux unit and integration tests with the race detector
 	$(GO) test -race -count=1 ./...
@@ -70,12 +75,12 @@ rules-test: ## promtool check/test of manifests/prometheus (promtool: Debian pac
 prometheus-live: build ## every dashboard query and alert rule against a real Prometheus scraping the demo mesh
 	test/prometheus/live.sh
 
-e2e: build image-linux bin/helm ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
+e2e: deps-e2e build image-linux bin/helm ## the mixed Windows/Linux cluster in a box (root; first build of the control plane ~10-20 min)
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
 	bash test/e2e/build.sh
 	cd test/e2e && XOSPROBE_E2E_STRICT=1 $(GO) test -count=1 -timeout 60m -v ./...
 
-demo: build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
+demo: deps-demo build ## the main job without a cluster: aggregator + Linux and Windows (Wine) agents on loopback, 60 s
 	@if command -v wine >/dev/null; then test/wine/setup.sh; fi
 	bin/xosprobe demo --duration $(or $(DEMO_DURATION),60s)
 

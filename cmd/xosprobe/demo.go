@@ -106,6 +106,8 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags) error {
 	if wineErr == nil {
 		if _, err := os.Stat(f.windowsBinary); err != nil {
 			wineErr = err
+		} else {
+			wineErr = wineRuns(ctx, wine, f.windowsBinary)
 		}
 	}
 	dir, err := os.MkdirTemp("", "xosprobe-demo-")
@@ -188,12 +190,16 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags) error {
 	}
 
 	fmt.Fprintf(out, "xosprobe demo: %d Linux and %d Windows agents, aggregator and DNS on loopback\n", f.linux, f.windows)
+	note := ""
 	if wineErr == nil {
 		fmt.Fprintf(out, "Windows agents: the windows/amd64 binary %s under %s (QueryPerformanceCounter clock, Winsock)\n", f.windowsBinary, wine)
+		note = wineLatencyNote
+		fmt.Fprintln(out, "NOTE: "+note)
 	} else {
 		fmt.Fprintf(out, "NOTE: no Windows binary under Wine here (%v).\n"+
 			"      The \"windows\" agents are this Linux binary labelled windows: their delta is noise, not the Windows path.\n"+
 			"      Install wine64, run test/wine/setup.sh and make build for the real thing.\n", wineErr)
+		note = "\"windows\" agents are this Linux binary labelled windows: the delta is noise."
 	}
 	fmt.Fprintf(out, "aggregator: %s/metrics  %s/matrix\n", aggURL, aggURL)
 	fmt.Fprintln(out, "NetworkPolicy: nothing enforces it on loopback, so netpol-deny fails with policy_not_enforced (as on a Flannel Windows node).")
@@ -222,6 +228,7 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags) error {
 		}
 		defer logFile.Close()
 		a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
+		dieWithParent(a.cmd)
 		if err := a.cmd.Start(); err != nil {
 			return fmt.Errorf("starting %s: %w", a.node, err)
 		}
@@ -255,7 +262,7 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags) error {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintf(out, "\n=== final, after %s\n", time.Since(start).Round(time.Second))
-			return showDemo(out, agg, f.check)
+			return showDemo(out, agg, f.check, note)
 		case a := <-exited:
 			if stopping {
 				continue
@@ -264,18 +271,47 @@ func runDemo(ctx context.Context, out io.Writer, f demoFlags) error {
 			return fmt.Errorf("agent %s exited early: %s\n%s", a.node, a.cmd.ProcessState, lastLines(string(tail), 20))
 		case <-tick.C:
 			fmt.Fprintf(out, "\n=== %s\n", time.Since(start).Round(time.Second))
-			if err := showDemo(out, agg, f.check); err != nil {
+			if err := showDemo(out, agg, f.check, note); err != nil {
 				return err
 			}
 		}
 	}
 }
 
+// wineLatencyNote labels every view of Wine-run Windows agents: on a busy
+// host Wine adds milliseconds to every Windows connect, which a reader who
+// expects "8-15 ms slower" would take for confirmation.
+const wineLatencyNote = "windows latencies here are emulated: xosprobe.exe under Wine on this Linux host. " +
+	"They measure Wine and this machine, not Windows or HNS; the delta below is no Windows figure."
+
+// wineRuns runs the Windows binary's version command under Wine: a prefix
+// not prepared for Go binaries (no ProcessPrng, which Go >= 1.22 needs and
+// Wine 8 lacks; test/wine/setup.sh installs a shim) crashes the Go runtime,
+// and the demo then says so and falls back instead of failing.
+func wineRuns(ctx context.Context, wine, exe string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wine, exe, "version")
+	cmd.Env = append(os.Environ(), "WINEDEBUG=-all")
+	out, err := cmd.CombinedOutput()
+	if err == nil && strings.HasPrefix(string(out), "xosprobe ") {
+		return nil
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if strings.Contains(string(out), "ProcessPrng") || strings.Contains(string(out), "bcryptprimitives") {
+		return fmt.Errorf("the Wine prefix cannot run Go binaries (%s): run test/wine/setup.sh", first)
+	}
+	return fmt.Errorf("%s %s version failed (%w): %s; is the Wine prefix prepared (test/wine/setup.sh)?", wine, exe, err, first)
+}
+
 // showDemo prints the six steps per OS pair, then the aggregator's OS x OS
-// table with the cross-OS delta and the per-node heat map.
-func showDemo(out io.Writer, agg *aggregator.Server, check string) error {
+// table with the cross-OS delta and the per-node heat map, under note.
+func showDemo(out io.Writer, agg *aggregator.Server, check, note string) error {
 	if err := agg.Compute(); err != nil {
 		return err
+	}
+	if note != "" {
+		fmt.Fprintln(out, "("+note+")")
 	}
 	m := agg.Matrix("", true)
 	sort.Slice(m.Pairs, func(i, j int) bool { return m.Pairs[i].Pair < m.Pairs[j].Pair })

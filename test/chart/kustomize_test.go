@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -232,5 +233,28 @@ func TestChartFilesAreCopiesOfTheirSources(t *testing.T) {
 	extra, _ := filepath.Glob(filepath.Join(chartDir, "dashboards", "*.json"))
 	if len(extra) != len(dashboards) {
 		t.Errorf("charts/xosprobe/dashboards has %d dashboards, dashboards/ %d", len(extra), len(dashboards))
+	}
+}
+
+// The overlays still patch the rendered base as they say they do.
+func TestOverlaysApplyToTheRenderedBase(t *testing.T) {
+	for build, version := range map[string]string{"ltsc2019": "10.0.17763", "ltsc2022": "10.0.20348", "ltsc2025": "10.0.26100"} {
+		objs := kustomize(t, "manifests/overlays/"+build)
+		ds := objs["DaemonSet xosprobe/xosprobe-agent-windows"]
+		if v := get(ds, "spec", "template", "spec", "nodeSelector", "node.kubernetes.io/windows-build"); v != version {
+			t.Errorf("%s: windows-build selector %v", build, v)
+		}
+		if ref, _ := image(ds); ref != "ghcr.io/xosprobe/xosprobe:dev-windows-"+build {
+			t.Errorf("%s: image %s", build, ref)
+		}
+	}
+	objs := kustomize(t, "manifests/overlays/ebpf")
+	if v := get(objs["Namespace <nil>/xosprobe"], "metadata", "labels", "pod-security.kubernetes.io/enforce"); v != "privileged" {
+		t.Errorf("ebpf: namespace Pod Security %v", v)
+	}
+	ds := objs["DaemonSet xosprobe/xosprobe-agent-linux"]
+	caps := get(containers(ds)[0], "securityContext", "capabilities", "add")
+	if fmt.Sprint(caps) != "[BPF NET_ADMIN]" || fmt.Sprint(get(ds, "spec", "template", "spec", "securityContext", "runAsUser")) != "0" {
+		t.Errorf("ebpf: capabilities %v, securityContext %v", caps, get(ds, "spec", "template", "spec", "securityContext"))
 	}
 }

@@ -194,6 +194,9 @@ func TestClusterDomain(t *testing.T) {
 	all = append(all, args(find(t, docs, "Deployment", "xosprobe-aggregator"))...)
 	n := 0
 	for _, a := range all {
+		if strings.HasPrefix(a, "--cluster-domain=") && a != "--cluster-domain=corp.internal" {
+			t.Errorf("%s ignores clusterDomain", a)
+		}
 		if strings.Contains(a, ".svc.") {
 			n++
 			if !strings.Contains(a, ".svc.corp.internal:") {
@@ -201,8 +204,8 @@ func TestClusterDomain(t *testing.T) {
 			}
 		}
 	}
-	if n != 3 {
-		t.Errorf("%d FQDN flags, want 3 (both agents' --aggregator-url, --peer-dns)", n)
+	if n != 3 || strings.Count(strings.Join(all, " "), "--cluster-domain=corp.internal") != 2 {
+		t.Errorf("%d FQDN flags, want 3 (both agents' --aggregator-url, --peer-dns), and --cluster-domain on both agents: %v", n, all)
 	}
 }
 

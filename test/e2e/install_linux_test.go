@@ -28,8 +28,8 @@ import (
 	"github.com/xosprobe/xosprobe/test/e2e/cluster"
 )
 
-// The shipped images' references after manifests/base's images transformer
-// (kustomization.yaml) and the Makefile's defaults (IMAGE, IMAGE_TAG).
+// The shipped images' references: the chart's defaults (image.*,
+// appVersion), as the Makefile's IMAGE and IMAGE_TAG name them.
 const (
 	shippedLinuxImage   = "ghcr.io/xosprobe/xosprobe:dev-linux"
 	shippedWindowsImage = "ghcr.io/xosprobe/xosprobe:dev-windows"
@@ -42,8 +42,11 @@ const (
 // whose Windows nodes are harness nodes whose kubelet (windowsKubelet) runs
 // the pods the scheduler binds to them under Wine:
 //
-//   - `kubectl apply -k manifests/`; kube-scheduler, the DaemonSet and
-//     Deployment controllers make and place every pod;
+//   - `helm install` of charts/xosprobe (the box has no registry: pull
+//     policy IfNotPresent); kube-scheduler, the DaemonSet and Deployment
+//     controllers make and place every pod;
+//   - helm-install: the release deployed by server-side apply, the kustomize
+//     install accepted as the same objects, a values variant accepted;
 //   - kubelet-linux-pods: both Linux agents, both aggregator replicas and
 //     Prometheus (the shipped config, in-cluster discovery) Running and Ready
 //     on kubelet nodes from the imported images, scheduled by the scheduler,
@@ -59,7 +62,8 @@ const (
 //   - daemonset-rolling-update: `kubectl rollout restart` of both agent
 //     DaemonSets, `kubectl rollout status` until every pod is replaced;
 //   - ground-truth-kubelet-nodes: TestMixedCluster's latency ground truth
-//     (D = 5 ms) with the Linux agents in kubelet pods.
+//     (D = 5 ms) with the Linux agents in kubelet pods;
+//   - helm-uninstall: nothing of the release stays.
 func TestShippedInstall(t *testing.T) {
 	ctx, cancel := testContext(t, 20*time.Minute)
 	defer cancel()

@@ -62,6 +62,7 @@ imagePullSecrets:
 # svc.ns.svc form does not resolve there.
 - --aggregator-url=http://{{ include "xosprobe.aggregatorHost" .root }}:9446
 - --token-file={{ .tokenFile }}
+- --cluster-domain={{ .root.Values.clusterDomain }}
 - --interval={{ .root.Values.probe.interval }}
 - --timeout={{ .root.Values.probe.timeout }}
 - --log-format={{ .root.Values.agent.logFormat }}
