@@ -269,3 +269,36 @@ func TestPrometheusOperatorAndDashboards(t *testing.T) {
 		}
 	}
 }
+
+// The alert opt-outs are declarations the shipped rules consult: none by
+// default, a recording rule per declared fact otherwise.
+func TestAlertDeclarations(t *testing.T) {
+	groupNames := func(o map[string]any) []string {
+		var out []string
+		for _, g := range get(o, "spec", "groups").([]any) {
+			out = append(out, fmt.Sprint(get(g, "name")))
+		}
+		return out
+	}
+	rule := find(t, render(t, "prometheusOperator.enabled=true"), "PrometheusRule", "xosprobe")
+	for _, n := range groupNames(rule) {
+		if n == "xosprobe-declarations" {
+			t.Error("declarations rendered by default")
+		}
+	}
+	rule = find(t, render(t, "prometheusOperator.enabled=true", "prometheusOperator.rules.networkPolicyNotEnforcedOn={Windows}",
+		"prometheusOperator.rules.windowsShortNamesFail=false"), "PrometheusRule", "xosprobe")
+	var declared []string
+	for _, g := range get(rule, "spec", "groups").([]any) {
+		if get(g, "name") != "xosprobe-declarations" {
+			continue
+		}
+		for _, r := range get(g, "rules").([]any) {
+			declared = append(declared, fmt.Sprintf("%v %v", get(r, "record"), get(r, "labels")))
+		}
+	}
+	want := []string{"xosprobe:networkpolicy_unenforced_declared map[dst_os:windows]", "xosprobe:windows_short_names_accepted <nil>"}
+	if fmt.Sprint(declared) != fmt.Sprint(want) {
+		t.Errorf("declarations %v, want %v", declared, want)
+	}
+}
