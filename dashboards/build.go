@@ -54,6 +54,9 @@ const (
 	// Recorded by manifests/prometheus/rules.yaml: the cross-OS delta alert
 	// threshold, drawn on the delta panels so dashboard and alert agree.
 	rDeltaThreshold = "xosprobe:cross_os_delta_threshold_seconds"
+	// The thresholds of checks and phases that have their own; named in the
+	// delta panels' descriptions.
+	rPhaseThreshold = "xosprobe:cross_os_delta_phase_threshold_seconds"
 )
 
 // Scrape jobs, as in manifests/prometheus/prometheus.yaml. The agent job also

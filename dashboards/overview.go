@@ -82,7 +82,7 @@ func overview() *dashboard.DashboardBuilder {
 			OverrideByName("samples", []dashboard.DynamicConfigValue{{Id: "unit", Value: "none"}, {Id: "decimals", Value: 0}}))
 	for _, q := range quantileValues {
 		d = d.WithPanel(timeSeries(fmt.Sprintf("Cross-OS delta p%s", quantileName(q)),
-			fmt.Sprintf("q%s(pair) - q%s(linux->linux) per check and phase. The dashed red line is the alert threshold recorded by rules.yaml (%s) for this quantile, when there is one. Check the significance timeline before reading a difference into it.", q, q, rDeltaThreshold),
+			fmt.Sprintf("q%s(pair) - q%s(linux->linux) per check and phase. The dashed red line is the default alert threshold recorded by rules.yaml (%s) for this quantile, when there is one; checks and phases with their own (%s: connects 10 ms, answers 50 ms, the Windows resolver 30 ms at p90) are judged by that. Check the significance timeline before reading a difference into it.", q, q, rDeltaThreshold, rPhaseThreshold),
 			"s",
 			rangeQ(by("max", cpp, sel(mDelta, `quantile="`+q+`"`, selCheck, selPhase)), "{{pair}} {{check}}/{{phase}}"),
 			rangeQ(fmt.Sprintf("max(%s)", sel(rDeltaThreshold, `quantile="`+q+`"`)), "alert threshold")).

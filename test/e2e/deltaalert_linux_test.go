@@ -33,12 +33,15 @@ type deltaAlertWatch struct {
 // the hold exactly once.
 var deltaAlertExpected = []struct{ check, phase string }{{"tcp", "connect"}, {"http", "connect"}}
 
-// newDeltaAlertWatch reads the threshold from Prometheus (the recording rule
-// of the shipped rules.yaml).
+// newDeltaAlertWatch reads the thresholds of the expected series from
+// Prometheus (the recording rules of the shipped rules.yaml): a check and
+// phase's own (xosprobe:cross_os_delta_phase_threshold_seconds), else the
+// default; the watch's threshold is the largest, so a D above it must fire
+// every expected series.
 func newDeltaAlertWatch(t *testing.T, p *promServer) *deltaAlertWatch {
 	t.Helper()
 	w := &deltaAlertWatch{t: t, prom: p}
-	eventually(t, 30*time.Second, "the delta threshold recording rule", func() error {
+	eventually(t, 30*time.Second, "the delta threshold recording rules", func() error {
 		ss, err := p.query("xosprobe:cross_os_delta_threshold_seconds")
 		if err != nil {
 			return err
@@ -46,8 +49,22 @@ func newDeltaAlertWatch(t *testing.T, p *promServer) *deltaAlertWatch {
 		if len(ss) != 1 {
 			return fmt.Errorf("xosprobe:cross_os_delta_threshold_seconds: %d series, want 1", len(ss))
 		}
-		w.threshold = time.Duration(ss[0].float() * 1e9)
+		def := time.Duration(ss[0].float() * 1e9)
 		w.quantile = ss[0].Metric["quantile"]
+		own, err := p.query(fmt.Sprintf("xosprobe:cross_os_delta_phase_threshold_seconds{quantile=%q}", w.quantile))
+		if err != nil {
+			return err
+		}
+		w.threshold = 0
+		for _, e := range deltaAlertExpected {
+			th := def
+			for _, s := range own {
+				if s.Metric["check"] == e.check && s.Metric["phase"] == e.phase {
+					th = time.Duration(s.float() * 1e9)
+				}
+			}
+			w.threshold = max(w.threshold, th)
+		}
 		return nil
 	})
 	return w
