@@ -69,7 +69,7 @@ func Render(w io.Writer, m *Matrix, o RenderOptions) error {
 		o.Phase = defaultPhase(m, o.Check)
 	}
 	fmt.Fprintf(w, "xosprobe matrix: check %s, phase %s, window %s, generated %s\n\n",
-		printable(o.Check), printable(o.Phase), printable(m.Window), m.GeneratedAt.UTC().Format(time.RFC3339))
+		Printable(o.Check), Printable(o.Phase), Printable(m.Window), m.GeneratedAt.UTC().Format(time.RFC3339))
 	if err := renderPairs(w, m, o); err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func renderPairs(w io.Writer, m *Matrix, o RenderOptions) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "OS x OS, %s %s over %s (p50 / p90 of successful runs; Δ vs linux->linux)\n", printable(o.Check), printable(o.Phase), printable(m.Window))
+	fmt.Fprintf(w, "OS x OS, %s %s over %s (p50 / p90 of successful runs; Δ vs linux->linux)\n", Printable(o.Check), Printable(o.Phase), Printable(m.Window))
 	if len(oses) == 0 {
 		fmt.Fprintln(w, "  no results in the window")
 		return nil
@@ -130,11 +130,11 @@ func renderPairs(w io.Writer, m *Matrix, o RenderOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprint(tw, "  src \\ dst")
 	for _, d := range oses {
-		fmt.Fprintf(tw, "\t%s", printable(d))
+		fmt.Fprintf(tw, "\t%s", Printable(d))
 	}
 	fmt.Fprintln(tw)
 	for _, s := range oses {
-		line1, line2 := []string{"  " + printable(s)}, []string{""}
+		line1, line2 := []string{"  " + Printable(s)}, []string{""}
 		for _, d := range oses {
 			a, b := pairCell(byPair[[2]string{s, d}], s, d, o)
 			line1, line2 = append(line1, a), append(line2, b)
@@ -244,7 +244,7 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 			failures = append(failures, c)
 		}
 	}
-	fmt.Fprintf(w, "Per-node heat map, %s %s: latest result per node pair (rows: source, columns: destination)\n", printable(o.Check), printable(o.Phase))
+	fmt.Fprintf(w, "Per-node heat map, %s %s: latest result per node pair (rows: source, columns: destination)\n", Printable(o.Check), Printable(o.Phase))
 	if len(cells) == 0 {
 		fmt.Fprintln(w, "  no per-node results for this check")
 		return nil
@@ -271,7 +271,7 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 	labelW := 0
 	labels := make([]string, len(rows))
 	for i, r := range rows {
-		labels[i] = fmt.Sprintf("%-7s %s", printable(r.os), truncate(printable(r.node), 32))
+		labels[i] = fmt.Sprintf("%-7s %s", Printable(r.os), truncate(Printable(r.node), 32))
 		labelW = max(labelW, len([]rune(labels[i])))
 	}
 	// Column numbers, written vertically so each column stays one character wide.
@@ -319,16 +319,16 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 		}
 	}
 	fmt.Fprintf(w, "  legend: %s\n", strings.Join(legend, "  "))
-	fmt.Fprintf(w, "          %c failed  %c no %s phase  %c self  blank: not probed\n", charFailure, charNoPhase, printable(o.Phase), charSelf)
+	fmt.Fprintf(w, "          %c failed  %c no %s phase  %c self  blank: not probed\n", charFailure, charNoPhase, Printable(o.Phase), charSelf)
 	fmt.Fprintln(w, "  columns:")
 	colW := 0
 	for _, c := range cols {
-		colW = max(colW, len([]rune(truncate(printable(c.node), 32))))
+		colW = max(colW, len([]rune(truncate(Printable(c.node), 32))))
 	}
 	perLine := max(1, 100/(colW+digits+13))
 	var line strings.Builder
 	for i, c := range cols {
-		fmt.Fprintf(&line, "  %*d %-*s %-9s", digits, i+1, colW, truncate(printable(c.node), 32), "("+printable(c.os)+")")
+		fmt.Fprintf(&line, "  %*d %-*s %-9s", digits, i+1, colW, truncate(Printable(c.node), 32), "("+Printable(c.os)+")")
 		if i%perLine == perLine-1 || i == len(cols)-1 {
 			fmt.Fprintln(w, "  "+strings.TrimRight(line.String(), " "))
 			line.Reset()
@@ -344,8 +344,8 @@ func renderHeatMap(w io.Writer, m *Matrix, o RenderOptions) error {
 				fmt.Fprintf(w, "    ... and %d more (--json for all)\n", len(failures)-10)
 				break
 			}
-			fmt.Fprintf(w, "    %s (%s) -> %s (%s): %s at %s\n", printable(c.Src), printable(c.SrcOS), printable(c.Dst), printable(c.DstOS),
-				printable(c.Outcome), c.At.UTC().Format(time.TimeOnly))
+			fmt.Fprintf(w, "    %s (%s) -> %s (%s): %s at %s\n", Printable(c.Src), Printable(c.SrcOS), Printable(c.Dst), Printable(c.DstOS),
+				Printable(c.Outcome), c.At.UTC().Format(time.TimeOnly))
 		}
 	}
 	return nil
@@ -424,10 +424,10 @@ func pickNodes(set map[string]*nodeStat, limit int) []*nodeStat {
 	return out
 }
 
-// printable is s, or s quoted with Go escapes when it holds a rune that is
+// Printable is s, or s quoted with Go escapes when it holds a rune that is
 // not printable: node names and outcomes come from agents' batches, and an
 // escape sequence among them must not reach the operator's terminal.
-func printable(s string) string {
+func Printable(s string) string {
 	for _, r := range s {
 		if !unicode.IsPrint(r) {
 			return strconv.Quote(s)

@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/xosprobe/xosprobe/agent"
 	"github.com/xosprobe/xosprobe/agent/discovery"
@@ -27,10 +29,14 @@ type checkConfig struct {
 	target, path, name, dnsServer, service, allowTarget, denyTarget string
 	timeout, denyTimeout                                            time.Duration
 	json                                                            bool
+	count                                                           int
+	junit                                                           string
+	progress                                                        io.Writer // slow steps are announced here (stderr)
 	kube                                                            kubeFlags
 	node, pod, namespace                                            string
 	ports                                                           agent.Ports
-	newProber                                                       func() *probe.Prober // a seam for tests
+	newProber                                                       func() *probe.Prober         // a seam for tests
+	runFunc                                                         func(probe.Check) probe.Func // a seam for tests; nil: the prober's
 }
 
 func newCheckCmd() *cobra.Command {
@@ -41,12 +47,15 @@ func newCheckCmd() *cobra.Command {
 // checkCommand returns the command and the config its flags fill, so tests
 // can set what has no flag (the Kubernetes client, the ports).
 func checkCommand() (*cobra.Command, *checkConfig) {
-	cfg := &checkConfig{ports: agent.DefaultPorts, newProber: probe.New}
+	cfg := &checkConfig{ports: agent.DefaultPorts, newProber: probe.New, progress: os.Stderr}
 	cmd := &cobra.Command{
-		Use:   "check",
+		Use:   "check [HOST:PORT]",
 		Short: "Run the six-step connectivity check once and explain what failed",
 		Long: `Runs dns, tcp, http, service, netpol-allow and netpol-deny once, each as far as
 its inputs allow, and prints a table of verdicts, phase timings and kernel RTT.
+
+Given HOST:PORT (as Test-NetConnection is), it runs tcp and http toward it and
+first says what the name resolved to and which source address the route uses.
 
 Inside an agent pod with no target flags it takes its targets from the cluster:
 one agent of each OS, the per-OS probe Services, and the NetworkPolicy verdicts
@@ -61,22 +70,36 @@ Exit code 0 only when every step that ran passed; 1 when one failed; 2 on bad
 usage; 3 when none failed but one was inconclusive (it proves nothing either
 way, so it is neither a pass nor a failure of the cluster).`,
 		Example: `  kubectl exec -n xosprobe ds/xosprobe-agent-windows -- xosprobe.exe check
+  xosprobe check hybrid-gateway.shop.svc.cluster.local:80 --path /api/health --count 20
   xosprobe check --target 10.244.1.7:9440 --name xosprobe-windows.xosprobe.svc.cluster.local \
       --dns-server 10.96.0.10:53 --service 10.96.12.4:9440 --deny-target 10.244.1.7:9443 --json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			// The agent refuses these too; a zero deadline would report a
-			// healthy target as connect_timeout.
-			if cfg.timeout <= 0 || cfg.denyTimeout <= 0 {
-				return fmt.Errorf("--timeout %s and --deny-timeout %s must be positive", cfg.timeout, cfg.denyTimeout)
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if cfg.target != "" {
+					return fmt.Errorf("give the target once: HOST:PORT %q and --target %q", args[0], cfg.target)
+				}
+				cfg.target = args[0]
+			}
+			// Usage errors end here, before any probe, with exit 2.
+			if err := cfg.validate(); err != nil {
+				return err
 			}
 			steps, err := cfg.plan(cmd.Context())
 			if err != nil {
 				return err
 			}
 			rep := runCheck(cmd.Context(), cfg.newProber(), *cfg, steps)
+			if cfg.target != "" {
+				rep.Target = describeTarget(cmd.Context(), cfg.target, cfg.timeout)
+			}
 			if err := writeCheck(cmd.OutOrStdout(), rep, cfg.json); err != nil {
 				return err
+			}
+			if cfg.junit != "" {
+				if err := writeJUnit(cfg.junit, rep); err != nil {
+					return err
+				}
 			}
 			if !rep.Passed {
 				return errFailed
@@ -98,6 +121,8 @@ way, so it is neither a pass nor a failure of the cluster).`,
 	f.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "deadline of each step")
 	f.DurationVar(&cfg.denyTimeout, "deny-timeout", probe.DefaultDenyTimeout, "how long a NetworkPolicy step waits before calling a port blocked")
 	f.BoolVar(&cfg.json, "json", false, "print one JSON document instead of a table")
+	f.IntVar(&cfg.count, "count", 1, "run each step this many times and report min/p50/max per phase")
+	f.StringVar(&cfg.junit, "junit", "", "also write the verdicts as a JUnit XML report to this file (for CI gates)")
 	f.StringVar(&cfg.node, "node", os.Getenv("NODE_NAME"), "in a pod: this node's name [$NODE_NAME]")
 	f.StringVar(&cfg.pod, "pod", os.Getenv("POD_NAME"), "in a pod: this pod's name [$POD_NAME]")
 	f.StringVar(&cfg.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "in a pod: the agents' namespace [$POD_NAMESPACE]")
@@ -105,8 +130,73 @@ way, so it is neither a pass nor a failure of the cluster).`,
 	return cmd, cfg
 }
 
+// validate refuses what cannot be a run, before any probe: these would
+// otherwise fail as network faults.
+func (cfg checkConfig) validate() error {
+	// The agent refuses these too; a zero deadline would report a healthy
+	// target as connect_timeout.
+	if cfg.timeout <= 0 || cfg.denyTimeout <= 0 {
+		return fmt.Errorf("--timeout %s and --deny-timeout %s must be positive", cfg.timeout, cfg.denyTimeout)
+	}
+	if cfg.count < 1 {
+		return fmt.Errorf("--count %d: want 1 or more", cfg.count)
+	}
+	for _, hp := range []struct{ flag, v string }{{"--target", cfg.target}, {"--service", cfg.service},
+		{"--allow-target", cfg.allowTarget}, {"--deny-target", cfg.denyTarget}, {"--dns-server", cfg.dnsServer}} {
+		if hp.v == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(hp.v)
+		if err != nil || host == "" {
+			return fmt.Errorf("%s %q: want HOST:PORT (e.g. 10.244.1.7:9440, web.shop.svc.cluster.local:80)", hp.flag, hp.v)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%s %q: the port must be a number from 1 to 65535", hp.flag, hp.v)
+		}
+	}
+	if !strings.HasPrefix(cfg.path, "/") {
+		return fmt.Errorf("--path %q: want an absolute path starting with /", cfg.path)
+	}
+	return nil
+}
+
+// targetInfo is what `check HOST:PORT` says before its table: the target,
+// what its name resolved to, and the source address the route uses.
+type targetInfo struct {
+	Target     string   `json:"target"`
+	Resolved   []string `json:"resolved,omitempty"`
+	ResolveErr string   `json:"resolveError,omitempty"`
+	Source     string   `json:"source,omitempty"`
+}
+
+func describeTarget(ctx context.Context, target string, timeout time.Duration) *targetInfo {
+	ti := &targetInfo{Target: target}
+	host, port, _ := net.SplitHostPort(target)
+	ips := []string{host}
+	if net.ParseIP(host) == nil {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		addrs, err := net.DefaultResolver.LookupHost(rctx, host)
+		cancel()
+		if err != nil {
+			ti.ResolveErr = err.Error()
+			return ti
+		}
+		ti.Resolved, ips = addrs, addrs
+	}
+	// A UDP "connection" sends nothing; the kernel picks the route's
+	// source address, the one the probes' packets carry.
+	if c, err := net.Dial("udp", net.JoinHostPort(ips[0], port)); err == nil {
+		if la, ok := c.LocalAddr().(*net.UDPAddr); ok {
+			ti.Source = la.IP.String()
+		}
+		_ = c.Close()
+	}
+	return ti
+}
+
 // checkReport is the outcome of one `xosprobe check` run; --json prints it as is.
 type checkReport struct {
+	Target    *targetInfo      `json:"target,omitempty"`
 	OS        string           `json:"os"`
 	Clock     clock.Resolution `json:"clock"`
 	WallClock clock.Resolution `json:"wallClock"` // time.Now, shown for comparison
@@ -120,11 +210,27 @@ type checkReport struct {
 }
 
 type checkStep struct {
-	Check  probe.Check   `json:"check"`
-	To     string        `json:"to,omitempty"` // the destination, when the run covers several
-	Status string        `json:"status"`       // pass, fail, inconclusive, skipped
-	Why    string        `json:"why,omitempty"`
+	Check  probe.Check `json:"check"`
+	To     string      `json:"to,omitempty"` // the destination, when the run covers several
+	Status string      `json:"status"`       // pass, fail, inconclusive, skipped
+	Why    string      `json:"why,omitempty"`
+	// Result is the run shown: the only one, or with --count the first that
+	// did not pass (else the last).
 	Result *probe.Result `json:"result,omitempty"`
+	// With --count: how many runs passed, and each phase's spread.
+	Runs   int          `json:"runs,omitempty"`
+	Passed int          `json:"passedRuns,omitempty"`
+	Stats  []phaseStats `json:"phaseStats,omitempty"`
+}
+
+// phaseStats is one phase over the runs of a step.
+type phaseStats struct {
+	Phase         probe.Phase   `json:"phase"`
+	N             int           `json:"n"`
+	Min, P50, Max time.Duration `json:"-"`
+	MinMs         float64       `json:"minMs"`
+	P50Ms         float64       `json:"p50Ms"`
+	MaxMs         float64       `json:"maxMs"`
 }
 
 // step is one planned run: a check, its target, or why it is skipped.
@@ -176,6 +282,15 @@ func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
 		return nil, errors.New("taking targets from the cluster needs --namespace and --node ($POD_NAMESPACE, $NODE_NAME in an agent pod)")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// One list of what the informers need first: an API server that cannot
+	// be reached, or RBAC that forbids it, fails here within seconds with
+	// the API's own words, not after the informers' sync timeout.
+	if err := cfg.kube.validate(cfg.node, cfg.namespace, cfg.pod); err != nil {
+		return nil, err
+	}
+	if err := cfg.preflight(ctx); err != nil {
+		return nil, err
+	}
 	d, err := cfg.kube.discovery(cfg.node, cfg.namespace, cfg.pod, log)
 	if err != nil {
 		return nil, err
@@ -255,6 +370,27 @@ func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
 	return steps, nil
 }
 
+// preflightTimeout bounds the first API requests of check in a pod.
+const preflightTimeout = 5 * time.Second
+
+func (cfg *checkConfig) preflight(ctx context.Context) error {
+	client, err := cfg.kube.clientset()
+	if err != nil {
+		return fmt.Errorf("reading the cluster: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	one := metav1.ListOptions{Limit: 1}
+	if _, err := client.CoreV1().Nodes().List(ctx, one); err != nil {
+		return fmt.Errorf("reading the cluster: %w", err)
+	}
+	one.LabelSelector = cfg.kube.selector
+	if _, err := client.CoreV1().Pods(cfg.namespace).List(ctx, one); err != nil {
+		return fmt.Errorf("reading the cluster: %w", err)
+	}
+	return nil
+}
+
 func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []step) checkReport {
 	p.DenyTimeout = cfg.denyTimeout
 	rep := checkReport{
@@ -263,16 +399,20 @@ func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []ste
 		WallClock: clock.MeasureResolution(clock.WallClock(), 50*time.Millisecond),
 		Passed:    true,
 	}
+	timedOut := map[string]bool{} // addresses tcp could not reach within the deadline
 	for _, s := range steps {
+		if s.skip == "" && s.check == probe.CheckHTTP && timedOut[s.target.Addr] {
+			s.skip = "tcp to the same address timed out (connect_timeout): http would only wait out its deadline"
+		}
 		if s.skip != "" {
 			rep.Steps = append(rep.Steps, checkStep{Check: s.check, To: s.to, Status: "skipped", Why: s.skip})
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-		r := p.Func(s.check)(sctx, s.target)
-		cancel()
-		st := checkStep{Check: s.check, To: s.to, Result: &r}
-		st.Status, st.Why = stepStatus(r)
+		st := runStep(ctx, p, cfg, s)
+		r := st.Result
+		if s.check == probe.CheckTCP && r.Outcome == probe.OutcomeConnectTimeout {
+			timedOut[s.target.Addr] = true
+		}
 		switch st.Status {
 		case "inconclusive":
 			rep.Inconclusive = true
@@ -281,10 +421,75 @@ func runCheck(ctx context.Context, p *probe.Prober, cfg checkConfig, steps []ste
 		}
 		rep.Steps = append(rep.Steps, st)
 		if s.check == probe.CheckNetpolDeny {
-			rep.Enforcement = append(rep.Enforcement, enforcement(s.to, &r))
+			rep.Enforcement = append(rep.Enforcement, enforcement(s.to, r))
 		}
 	}
 	return rep
+}
+
+// slowStep is how long a step runs before check says it is still waiting
+// (a variable for tests).
+var slowStep = 2 * time.Second
+
+// runStep runs one planned step cfg.count times. Its status is the worst
+// run's: one failing run fails the step.
+func runStep(ctx context.Context, p *probe.Prober, cfg checkConfig, s step) checkStep {
+	st := checkStep{Check: s.check, To: s.to}
+	var shown *probe.Result
+	byPhase := map[probe.Phase][]time.Duration{}
+	var order []probe.Phase
+	rank := map[string]int{"pass": 0, "inconclusive": 1, "fail": 2}
+	runs := max(cfg.count, 1)
+	for i := range runs {
+		sctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+		after, announced := slowStep, make(chan struct{})
+		slow := time.AfterFunc(after, func() {
+			defer close(announced)
+			if cfg.progress != nil {
+				fmt.Fprintf(cfg.progress, "  %s%s: still waiting after %s (deadline %s)...\n", prefix(s.to), s.check, after, cfg.timeout)
+			}
+		})
+		run := p.Func
+		if cfg.runFunc != nil {
+			run = cfg.runFunc
+		}
+		r := run(s.check)(sctx, s.target)
+		if !slow.Stop() {
+			<-announced // the line is out before the table
+		}
+		cancel()
+		status, why := stepStatus(r)
+		if status == "pass" {
+			st.Passed++
+		}
+		switch {
+		case i == 0, rank[status] > rank[st.Status]:
+			st.Status, st.Why, shown = status, why, &r
+		case status == "pass" && st.Status == "pass":
+			shown = &r // all passed so far: show the latest
+		}
+		for _, ph := range r.Phases {
+			if _, ok := byPhase[ph.Phase]; !ok {
+				order = append(order, ph.Phase)
+			}
+			byPhase[ph.Phase] = append(byPhase[ph.Phase], ph.Duration)
+		}
+	}
+	st.Result = shown
+	if runs > 1 {
+		st.Runs = runs
+		for _, ph := range order {
+			ds := byPhase[ph]
+			slices.Sort(ds)
+			ps := phaseStats{Phase: ph, N: len(ds), Min: ds[0], P50: ds[(len(ds)-1)/2], Max: ds[len(ds)-1]}
+			ps.MinMs, ps.P50Ms, ps.MaxMs = ps.Min.Seconds()*1e3, ps.P50.Seconds()*1e3, ps.Max.Seconds()*1e3
+			st.Stats = append(st.Stats, ps)
+		}
+		if st.Status != "pass" {
+			st.Why = fmt.Sprintf("%d of %d runs passed; %s", st.Passed, runs, st.Why)
+		}
+	}
+	return st
 }
 
 // stepStatus judges one run: pass, fail, or inconclusive when the run
@@ -336,6 +541,20 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
+	if ti := rep.Target; ti != nil {
+		resolved := "an address"
+		switch {
+		case ti.ResolveErr != "":
+			resolved = "does not resolve: " + ti.ResolveErr
+		case len(ti.Resolved) > 0:
+			resolved = "resolves to " + strings.Join(ti.Resolved, ", ")
+		}
+		source := ti.Source
+		if source == "" {
+			source = "unknown (no route)"
+		}
+		fmt.Fprintf(w, "target %s: %s; source address %s\n", ti.Target, resolved, source)
+	}
 	fmt.Fprintf(w, "xosprobe check on %s: clock %s, resolution %s (time.Now steps %s)\n\n",
 		rep.OS, rep.Clock.Clock, rep.Clock.Step, rep.WallClock.Step)
 	withTo := false
@@ -352,7 +571,13 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 	if withTo {
 		fmt.Fprint(tw, "TO\t")
 	}
-	fmt.Fprintln(tw, "STEP\tVERDICT\tREASON\tTIMINGS (ms)\tKERNEL RTT")
+	header := "TIMINGS (ms)"
+	for _, s := range rep.Steps {
+		if s.Runs > 1 {
+			header = "TIMINGS (ms, min/p50/max)"
+		}
+	}
+	fmt.Fprintf(tw, "STEP\tVERDICT\tREASON\t%s\tKERNEL RTT\n", header)
 	var notes []string
 	for _, s := range rep.Steps {
 		if s.Result == nil {
@@ -375,7 +600,13 @@ func writeCheck(w io.Writer, rep checkReport, asJSON bool) error {
 		if r.KernelRTT.Available() {
 			rtt = fmt.Sprintf("%s (%s)", ms(r.KernelRTT.RTT), r.KernelRTT.Source)
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", to(s), s.Check, strings.ToUpper(s.Status), reason, timings(r.Phases), rtt)
+		tm := timings(r.Phases)
+		verdict := strings.ToUpper(s.Status)
+		if s.Runs > 1 {
+			tm = spreads(s.Stats)
+			verdict = fmt.Sprintf("%s %d/%d", verdict, s.Passed, s.Runs)
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", to(s), s.Check, verdict, reason, tm, rtt)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -408,6 +639,18 @@ func timings(phases []probe.PhaseDuration) string {
 	parts := make([]string, 0, len(phases))
 	for _, p := range phases {
 		parts = append(parts, fmt.Sprintf("%s=%s", p.Phase, ms(p.Duration)))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+// spreads prints each phase as min/p50/max over the runs.
+func spreads(stats []phaseStats) string {
+	parts := make([]string, 0, len(stats))
+	for _, p := range stats {
+		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s", p.Phase, ms(p.Min), ms(p.P50), ms(p.Max)))
 	}
 	if len(parts) == 0 {
 		return "-"

@@ -62,8 +62,8 @@ func TestCheckExplainsAFailure(t *testing.T) {
 }
 
 func TestCheckJSON(t *testing.T) {
-	r := startResponder(t)
-	out, err := execute(t, "check", "--json", "--target", r.Addr("tcp").String()+"0") // port out of range
+	closed := closedLoopbackPort(t)
+	out, err := execute(t, "check", "--json", "--target", closed)
 	require.ErrorIs(t, err, errFailed)
 	var rep checkReport
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
@@ -75,13 +75,16 @@ func TestCheckJSON(t *testing.T) {
 	tcp := rep.Steps[1]
 	require.NotNil(t, tcp.Result)
 	assert.Equal(t, "fail", tcp.Status)
-	assert.Equal(t, probe.OutcomeBadTarget, tcp.Result.Outcome)
+	assert.Equal(t, probe.OutcomeConnectRefused, tcp.Result.Outcome)
+	require.NotNil(t, rep.Target)
+	assert.Equal(t, closed, rep.Target.Target)
+	assert.Equal(t, "127.0.0.1", rep.Target.Source)
 	assert.Positive(t, rep.Clock.Step)
 	assert.Equal(t, "skipped", rep.Steps[0].Status)
 }
 
 func TestCheckRejectsStrayArguments(t *testing.T) {
-	_, err := execute(t, "check", "10.0.0.1:80")
+	_, err := execute(t, "check", "10.0.0.1:80", "10.0.0.2:80")
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, errFailed)
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -53,6 +55,9 @@ func (k *kubeFlags) register(fl *pflag.FlagSet) {
 // discovery builds the informer-backed view of the cluster, with client-go's
 // klog output routed into log.
 func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*discovery.Discovery, error) {
+	if err := k.validate(node, namespace, pod); err != nil {
+		return nil, err
+	}
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	client, err := k.clientset()
 	if err != nil {
@@ -75,6 +80,26 @@ func (k *kubeFlags) discovery(node, namespace, pod string, log *slog.Logger) (*d
 		Services: map[string]string{"linux": k.serviceLinux, "windows": k.serviceWindows},
 		Logger:   log,
 	})
+}
+
+// validate says in flags, before the discovery package would say it in its
+// Config's field names, what reading the cluster lacks.
+func (k *kubeFlags) validate(node, namespace, pod string) error {
+	for _, f := range []struct{ flag, v string }{{"--node ($NODE_NAME)", node}, {"--pod ($POD_NAME)", pod}, {"--namespace ($POD_NAMESPACE)", namespace}} {
+		if f.v == "" {
+			return fmt.Errorf("reading the cluster needs %s: the downward API sets it in an agent pod", f.flag)
+		}
+	}
+	if _, err := labels.Parse(k.selector); err != nil || strings.TrimSpace(k.selector) == "" {
+		return fmt.Errorf("--agent-selector %q: not a label selector (%v)", k.selector, err)
+	}
+	if k.serviceLinux == "" || k.serviceWindows == "" {
+		return errors.New("--service-linux and --service-windows must name the probe Services")
+	}
+	if k.rediscover < 0 {
+		return fmt.Errorf("--policy-rediscover-interval %s must not be negative", k.rediscover)
+	}
+	return nil
 }
 
 // clientset returns the one client of this command, built on first use.

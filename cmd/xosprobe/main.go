@@ -52,7 +52,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "Connectivity and latency probe for mixed Windows/Linux Kubernetes clusters",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("xosprobe {{.Version}}\n")
 	root.AddCommand(newVersionCmd(), newCheckCmd(), newServeCmd(), newAgentCmd(), newPolicyCmd(), newAggregatorCmd(), newMatrixCmd(), newDemoCmd())
 	return root
 }

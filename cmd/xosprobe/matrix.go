@@ -83,12 +83,25 @@ func runMatrix(ctx context.Context, out io.Writer, f matrixFlags) error {
 	req.Header.Set("Accept", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if ctx.Err() == nil {
+			return fmt.Errorf("cannot reach the aggregator at %s (%w); is the port-forward running? "+
+				"kubectl -n xosprobe port-forward svc/xosprobe-aggregator 9446", f.url, err)
+		}
 		return fmt.Errorf("fetching the matrix: %w", err)
 	}
 	defer resp.Body.Close()
+	// An HTML page comes from a proxy or another service, never from the
+	// aggregator: say so instead of dumping it.
+	html := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html")
 	if resp.StatusCode != http.StatusOK {
+		if html {
+			return fmt.Errorf("%s answered %s with a text/html page: is --url the aggregator (port 9446)?", u, resp.Status)
+		}
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%s answered %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("%s answered %s: %s", u, resp.Status, matrix.Printable(strings.TrimSpace(string(msg))))
+	}
+	if html {
+		return fmt.Errorf("%s answered with a text/html page, not the aggregator's JSON: is --url the aggregator (port 9446)?", u)
 	}
 	if f.json {
 		_, err := io.Copy(out, resp.Body)
@@ -96,7 +109,7 @@ func runMatrix(ctx context.Context, out io.Writer, f matrixFlags) error {
 	}
 	var m matrix.Matrix
 	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		return fmt.Errorf("decoding the matrix from %s: %w", u, err)
+		return fmt.Errorf("decoding the matrix from %s (is --url the aggregator, port 9446?): %w", u, err)
 	}
 	return matrix.Render(out, &m, matrix.RenderOptions{Check: f.check, Phase: f.phase, Color: color,
 		MaxCols: f.maxCols, MaxRows: f.maxRows})

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,4 +94,36 @@ func TestMatrixCmd(t *testing.T) {
 	assert.ErrorContains(t, err, "want http(s)://HOST:PORT")
 	_, err = run("--url", srv.URL, "--color", "sometimes")
 	assert.ErrorContains(t, err, "--color")
+}
+
+// An operator whose port-forward is not running, or whose --url points at
+// something else, is told so in one line.
+func TestMatrixSaysWhatIsWrongWithTheURL(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + l.Addr().String()
+	require.NoError(t, l.Close())
+	_, err = execute(t, "matrix", "--url", closed)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is the port-forward running?")
+
+	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write([]byte("<html><body>" + strings.Repeat("<p>proxy error</p>", 200) + "</body></html>"))
+	}))
+	defer html.Close()
+	_, err = execute(t, "matrix", "--url", html.URL)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "502 Bad Gateway with a text/html page: is --url the aggregator")
+	assert.NotContains(t, err.Error(), "<html>")
+
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html>Grafana</html>"))
+	}))
+	defer page.Close()
+	_, err = execute(t, "matrix", "--url", page.URL)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not the aggregator's JSON")
 }
