@@ -183,10 +183,20 @@ func describeTarget(ctx context.Context, target string, timeout time.Duration) *
 		}
 		ti.Resolved, ips = addrs, addrs
 	}
-	// A UDP "connection" sends nothing; the kernel picks the route's
-	// source address, the one the probes' packets carry.
-	if c, err := net.Dial("udp", net.JoinHostPort(ips[0], port)); err == nil {
-		if la, ok := c.LocalAddr().(*net.UDPAddr); ok {
+	// The source address, as Test-NetConnection reports it: the local end
+	// of a TCP connection to the target (made after the timed steps, so it
+	// warms nothing they measure). When that fails, a UDP "connection",
+	// which sends nothing, still shows the route's source address where
+	// the OS reports it.
+	addr := net.JoinHostPort(ips[0], port)
+	d := net.Dialer{Timeout: min(timeout, 2*time.Second)}
+	if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+		ti.Source = c.LocalAddr().(*net.TCPAddr).IP.String()
+		_ = c.Close()
+		return ti
+	}
+	if c, err := net.Dial("udp", addr); err == nil {
+		if la, ok := c.LocalAddr().(*net.UDPAddr); ok && !la.IP.IsUnspecified() {
 			ti.Source = la.IP.String()
 		}
 		_ = c.Close()

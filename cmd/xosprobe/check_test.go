@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -78,7 +79,12 @@ func TestCheckJSON(t *testing.T) {
 	assert.Equal(t, probe.OutcomeConnectRefused, tcp.Result.Outcome)
 	require.NotNil(t, rep.Target)
 	assert.Equal(t, closed, rep.Target.Target)
-	assert.Equal(t, "127.0.0.1", rep.Target.Source)
+	// Nothing listens, so the source address comes from a connected UDP
+	// socket: Linux reports it; Wine leaves it unspecified (docs/windows-
+	// under-wine.md), and check then says it does not know.
+	if runtime.GOOS != "windows" {
+		assert.Equal(t, "127.0.0.1", rep.Target.Source)
+	}
 	assert.Positive(t, rep.Clock.Step)
 	assert.Equal(t, "skipped", rep.Steps[0].Status)
 }

@@ -90,8 +90,11 @@ func (k *kubeFlags) validate(node, namespace, pod string) error {
 			return fmt.Errorf("reading the cluster needs %s: the downward API sets it in an agent pod", f.flag)
 		}
 	}
-	if _, err := labels.Parse(k.selector); err != nil || strings.TrimSpace(k.selector) == "" {
-		return fmt.Errorf("--agent-selector %q: not a label selector (%v)", k.selector, err)
+	if strings.TrimSpace(k.selector) == "" {
+		return errors.New("--agent-selector is empty: it selects the agent pods")
+	}
+	if _, err := labels.Parse(k.selector); err != nil {
+		return fmt.Errorf("--agent-selector %q: not a label selector: %w", k.selector, err)
 	}
 	if k.serviceLinux == "" || k.serviceWindows == "" {
 		return errors.New("--service-linux and --service-windows must name the probe Services")
