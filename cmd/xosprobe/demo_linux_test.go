@@ -52,11 +52,7 @@ func TestDemoAgentsDieWithTheDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts agent processes")
 	}
-	bin := filepath.Join(tempDir(t), "xosprobe")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := buildLinuxBinary(t)
 
 	demo := exec.Command(bin, "demo", "--duration", "2m", "--refresh", "1h", "--wine", "no-such-wine-launcher")
 	require.NoError(t, demo.Start())

@@ -25,11 +25,7 @@ func TestDemoMeshReportsEveryOSPair(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts agent processes for ~20 s")
 	}
-	bin := filepath.Join(tempDir(t), "xosprobe")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := buildLinuxBinary(t)
 
 	f := demoFlags{linuxBinary: bin, linux: 2, windows: 2, interval: 500 * time.Millisecond, refresh: time.Hour,
 		wine: "wine", check: "tcp", windowsBinary: os.Getenv("XOSPROBE_WINDOWS_BINARY")}
@@ -54,4 +50,15 @@ func TestDemoMeshReportsEveryOSPair(t *testing.T) {
 			"%s: dns, then tcp and http with successes and a p50", pair)
 	}
 	assert.Contains(t, text, "OS x OS, tcp connect")
+}
+
+// buildLinuxBinary builds this command for the host, as the demo's agents run it.
+func buildLinuxBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(tempDir(t), "xosprobe")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
 }
