@@ -2,7 +2,10 @@ package aggregator
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,14 +26,23 @@ import (
 	"github.com/xosprobe/xosprobe/aggregator/wire"
 )
 
-// fakeTokenReview answers TokenReviews like the API server for three tokens.
+// testJWT is a JWT-shaped token named name for audience aud (default the
+// aggregator's), expiring in 2033: plausible until a review says otherwise.
+func testJWT(name string, aud ...string) string {
+	if len(aud) == 0 {
+		aud = []string{"xosprobe-aggregator"}
+	}
+	claims, _ := json.Marshal(map[string]any{"sub": name, "aud": aud, "exp": 2e9})
+	return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(claims) + ".c2ln"
+}
+
+// fakeTokenReview answers TokenReviews like the API server for two tokens.
 func fakeTokenReview(t *testing.T, calls *atomic.Int32, down *atomic.Bool) auth.Authenticator {
 	t.Helper()
 	type tok struct{ user, aud string }
 	tokens := map[string]tok{
-		"agent":     {"system:serviceaccount:xosprobe:xosprobe-agent", "xosprobe-aggregator"},
-		"other-sa":  {"system:serviceaccount:kube-system:default", "xosprobe-aggregator"},
-		"other-aud": {"system:serviceaccount:xosprobe:xosprobe-agent", "https://kubernetes.default.svc.cluster.local"},
+		testJWT("agent"):    {"system:serviceaccount:xosprobe:xosprobe-agent", "xosprobe-aggregator"},
+		testJWT("other-sa"): {"system:serviceaccount:kube-system:default", "xosprobe-aggregator"},
 	}
 	cs := fake.NewClientset()
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -73,10 +85,10 @@ func TestAuthTokenReview(t *testing.T) {
 		msg         string
 	}{
 		{name: "no token", code: http.StatusUnauthorized, challenge: `Bearer realm="xosprobe-aggregator"`, msg: "missing bearer token"},
-		{name: "unknown token", token: "forged", code: http.StatusUnauthorized, challenge: `error="invalid_token"`, msg: "invalid bearer token"},
-		{name: "wrong service account", token: "other-sa", code: http.StatusForbidden, msg: "system:serviceaccount:kube-system:default is not the agent ServiceAccount"},
-		{name: "wrong audience", token: "other-aud", code: http.StatusUnauthorized, challenge: `error="invalid_token"`, msg: "audiences"},
-		{name: "agent", token: "agent", code: http.StatusOK},
+		{name: "unknown token", token: testJWT("forged"), code: http.StatusUnauthorized, challenge: `error="invalid_token"`, msg: "invalid bearer token"},
+		{name: "wrong service account", token: testJWT("other-sa"), code: http.StatusForbidden, msg: "system:serviceaccount:kube-system:default is not the agent ServiceAccount"},
+		{name: "wrong audience", token: testJWT("other-aud", "https://kubernetes.default.svc.cluster.local"), code: http.StatusUnauthorized, challenge: `error="invalid_token"`, msg: "audiences"},
+		{name: "agent", token: testJWT("agent"), code: http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := post(t, s.URL, body(), tc.token, wire.ContentType)
@@ -92,8 +104,8 @@ func TestAuthTokenReview(t *testing.T) {
 	t.Run("cached", func(t *testing.T) {
 		before := calls.Load()
 		for range 5 {
-			require.Equal(t, http.StatusOK, post(t, s.URL, body(), "agent", wire.ContentType).code)
-			require.Equal(t, http.StatusForbidden, post(t, s.URL, body(), "other-sa", wire.ContentType).code)
+			require.Equal(t, http.StatusOK, post(t, s.URL, body(), testJWT("agent"), wire.ContentType).code)
+			require.Equal(t, http.StatusForbidden, post(t, s.URL, body(), testJWT("other-sa"), wire.ContentType).code)
 		}
 		assert.Equal(t, before, calls.Load(), "repeated tokens are answered from the cache")
 		assert.Equal(t, 10.0, mustMetric(t, s.Server, AuthCache, lbl("result", "hit")))
@@ -101,11 +113,11 @@ func TestAuthTokenReview(t *testing.T) {
 	t.Run("api server down", func(t *testing.T) {
 		down.Store(true)
 		defer down.Store(false)
-		r := post(t, s.URL, body(), "a-new-token", wire.ContentType)
+		r := post(t, s.URL, body(), testJWT("a-new-token"), wire.ContentType)
 		assert.Equal(t, http.StatusServiceUnavailable, r.code, "an outage is retried, not a verdict")
 		assert.NotEmpty(t, r.header.Get("Retry-After"))
 		// Cached tokens keep working through an API server outage.
-		assert.Equal(t, http.StatusOK, post(t, s.URL, body(), "agent", wire.ContentType).code)
+		assert.Equal(t, http.StatusOK, post(t, s.URL, body(), testJWT("agent"), wire.ContentType).code)
 	})
 }
 
@@ -192,3 +204,35 @@ func (r *reporterStats) Buffered(int)        {}
 func (r *reporterStats) Sent(n int)          { r.sent.Add(int64(n)) }
 func (r *reporterStats) Dropped(string, int) {}
 func (r *reporterStats) SendError(string)    {}
+
+// A source that spent its failure budget gets 429 before any TokenReview;
+// an admitted token from the same address (an agent behind the node's SNAT)
+// still gets through, and the budget refills.
+func TestAuthFailuresLimitedPerSource(t *testing.T) {
+	var calls atomic.Int32
+	var down atomic.Bool
+	clk := newClock(t0)
+	s := startServer(t, Config{Now: clk.Now, Auth: fakeTokenReview(t, &calls, &down),
+		AuthFailureBurst: 3, AuthFailureEvery: time.Minute}, nil)
+	a := &agent{node: "lin", os: "linux"}
+	send := func(token string) response {
+		return post(t, s.URL, encode(t, a.batch(res("tcp", "win", "windows", "success", t0, connect(time.Millisecond)))), token, wire.ContentType)
+	}
+	require.Equal(t, http.StatusOK, send(testJWT("agent")).code)
+	for i := range 3 {
+		require.Equal(t, http.StatusUnauthorized, send(testJWT(fmt.Sprint("forged-", i))).code)
+	}
+	reviews := calls.Load()
+	r := send(testJWT("forged-3"))
+	assert.Equal(t, http.StatusTooManyRequests, r.code, r.body)
+	assert.Contains(t, r.body, "too many failed authentications from 127.0.0.1")
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	assert.Equal(t, http.StatusTooManyRequests, send(testJWT("not-yet-reviewed")).code, "an unknown token waits too")
+	assert.Equal(t, reviews, calls.Load(), "a spent source reached TokenReview")
+
+	assert.Equal(t, http.StatusOK, send(testJWT("agent")).code, "the admitted token keeps working")
+
+	clk.Set(t0.Add(time.Minute))
+	assert.Equal(t, http.StatusUnauthorized, send(testJWT("forged-4")).code, "one failure back per minute")
+	assert.Equal(t, http.StatusTooManyRequests, send(testJWT("forged-5")).code)
+}

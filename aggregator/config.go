@@ -72,6 +72,15 @@ type Config struct {
 	// must exceed the number of nodes; default 10000 (~100 MiB if all idle).
 	MaxConnections int
 
+	// AuthFailureBurst failed authentications are allowed per source
+	// address, then one per AuthFailureEvery; beyond that a source gets 429
+	// before any TokenReview, unless its token is already admitted
+	// (authFailures). Defaults 20 and 1 s; AuthFailureSources (default
+	// 16384) bounds the sources remembered.
+	AuthFailureBurst   int
+	AuthFailureEvery   time.Duration
+	AuthFailureSources int
+
 	// ForwardQueueBytes bounds each peer's queue of batches to forward;
 	// default 64 MiB. Beyond it the oldest are dropped (and counted).
 	ForwardQueueBytes int
@@ -136,6 +145,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxSnapshotBytes <= 0 {
 		c.MaxSnapshotBytes = 512 << 20
+	}
+	if c.AuthFailureBurst <= 0 {
+		c.AuthFailureBurst = 20
+	}
+	if c.AuthFailureEvery <= 0 {
+		c.AuthFailureEvery = time.Second
+	}
+	if c.AuthFailureSources <= 0 {
+		c.AuthFailureSources = 16384
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 10000

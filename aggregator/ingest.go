@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -110,9 +111,20 @@ func writeIngestResponse(w http.ResponseWriter, b *wire.Batch, out applied, dup 
 // fails: 401 for a missing or invalid token (WWW-Authenticate says which),
 // 403 for a valid identity that is not allowed, 503 when it cannot decide.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a auth.Authenticator) (string, bool) {
+	src, now := sourceAddr(r.RemoteAddr), s.cfg.Now()
 	tok, err := auth.BearerToken(r)
+	if err == nil && s.authFailures.spent(src, now) {
+		if k, ok := a.(interface{ Known(string) bool }); !ok || !k.Known(tok) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.AuthFailureEvery.Seconds())+1))
+			httpError(w, http.StatusTooManyRequests, "too many failed authentications from %s: retry later with a valid token", src)
+			return batchRejectedAuth, false
+		}
+	}
 	if err == nil {
 		_, err = a.Authenticate(r.Context(), tok)
+	}
+	if errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrUnauthenticated) || errors.Is(err, auth.ErrForbidden) {
+		s.authFailures.failed(src, now)
 	}
 	switch {
 	case err == nil:

@@ -86,7 +86,7 @@ const (
 	ReplicationPeers   = "xosprobe_aggregator_replication_peers"         //
 	Bootstrap          = "xosprobe_aggregator_bootstrap_total"           // result: merged, empty, none, failed
 	Ready              = "xosprobe_aggregator_ready"                     //
-	AuthCache          = "xosprobe_aggregator_auth_cache_lookups_total"  // result: hit, miss
+	AuthCache          = "xosprobe_aggregator_auth_cache_lookups_total"  // result: hit, miss, refused
 	BuildInfo          = "xosprobe_aggregator_build_info"                // version
 )
 
@@ -187,7 +187,7 @@ func newMetrics(version string) *metrics {
 		window:           desc(DeltaWindowSeconds, "Length of the window the cross-OS delta is computed over.", nil...),
 		queue:            desc(ReplicationQueue, "Batches waiting to be forwarded, over all peers.", nil...),
 		peers:            desc(ReplicationPeers, "Peer replicas this replica forwards to.", nil...),
-		authCache:        desc(AuthCache, "Agent authentications answered from the cache (hit) or by a TokenReview (miss).", "result"),
+		authCache:        desc(AuthCache, "Agent authentications answered from the cache (hit), by a TokenReview (miss), or refused without one (refused: not a JWT, too long, another audience, expired).", "result"),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: BuildInfo, Help: "Build of the running aggregator."}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
@@ -252,5 +252,8 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 		hits, misses := cs.CacheStats()
 		ch <- prometheus.MustNewConstMetric(m.authCache, prometheus.CounterValue, float64(hits), "hit")
 		ch <- prometheus.MustNewConstMetric(m.authCache, prometheus.CounterValue, float64(misses), "miss")
+	}
+	if r, ok := s.cfg.Auth.(interface{ Refused() uint64 }); ok {
+		ch <- prometheus.MustNewConstMetric(m.authCache, prometheus.CounterValue, float64(r.Refused()), "refused")
 	}
 }

@@ -20,15 +20,16 @@ import (
 // Server is the aggregator: ingest, state, computation and HTTP endpoints.
 // Create it with New, serve it with Run.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
-	store   *stats.Store
-	dedup   *dedup
-	state   *state
-	metrics *metrics
-	peers   *peerSet
-	delta   stats.DeltaOptions
+	cfg          Config
+	authFailures *authFailures // per source address
+	log          *slog.Logger
+	now          func() time.Time
+	store        *stats.Store
+	dedup        *dedup
+	state        *state
+	metrics      *metrics
+	peers        *peerSet
+	delta        stats.DeltaOptions
 
 	// applyMu: batches apply under the read lock, snapshots take the write
 	// lock, so a snapshot is a consistent cut of sketches, IDs and cells.
@@ -76,15 +77,16 @@ func New(cfg Config) (*Server, error) {
 		delta.Quantiles = stats.DefaultQuantiles
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Log,
-		now:     cfg.Now,
-		store:   store,
-		dedup:   newDedup(cfg.DedupTTL, cfg.DedupMaxIDs),
-		state:   newState(cfg.DeltaWindow, cfg.MaxCells, cfg.CellTTL),
-		metrics: newMetrics(cfg.Version),
-		delta:   delta,
-		maxAge:  retention,
+		cfg:          cfg,
+		authFailures: newAuthFailures(cfg.AuthFailureEvery, cfg.AuthFailureBurst, cfg.AuthFailureSources),
+		log:          cfg.Log,
+		now:          cfg.Now,
+		store:        store,
+		dedup:        newDedup(cfg.DedupTTL, cfg.DedupMaxIDs),
+		state:        newState(cfg.DeltaWindow, cfg.MaxCells, cfg.CellTTL),
+		metrics:      newMetrics(cfg.Version),
+		delta:        delta,
+		maxAge:       retention,
 	}
 	s.peers = newPeerSet(s)
 	for _, p := range cfg.Peers {

@@ -3,9 +3,11 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,9 +41,11 @@ func newFakeAPI() (*fakeAPI, *fake.Clientset) {
 		user      string
 		audiences []string
 	}{
-		"agent-token": {"system:serviceaccount:xosprobe:xosprobe-agent", []string{"xosprobe-aggregator"}},
-		"other-sa":    {"system:serviceaccount:default:default", []string{"xosprobe-aggregator"}},
-		"other-aud":   {"system:serviceaccount:xosprobe:xosprobe-agent", []string{"https://kubernetes.default.svc"}},
+		tok("agent-token"): {"system:serviceaccount:xosprobe:xosprobe-agent", []string{"xosprobe-aggregator"}},
+		tok("other-sa"):    {"system:serviceaccount:default:default", []string{"xosprobe-aggregator"}},
+		// Claims audience "xosprobe-aggregator", but the API server knows
+		// better: the refusal must come from the review.
+		tok("other-aud"): {"system:serviceaccount:xosprobe:xosprobe-agent", []string{"https://kubernetes.default.svc"}},
 	}}
 	cs := fake.NewClientset()
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -76,6 +80,24 @@ func newFakeAPI() (*fakeAPI, *fake.Clientset) {
 		return true, tr, nil
 	})
 	return f, cs
+}
+
+// tok is a JWT-shaped token named name, for audience aud (default the
+// aggregator's), expiring in 2033: what a projected token looks like before
+// a review, which alone tells whether it is valid.
+func tok(name string, aud ...string) string {
+	if len(aud) == 0 {
+		aud = []string{"xosprobe-aggregator"}
+	}
+	claims, _ := json.Marshal(map[string]any{"sub": name, "aud": aud, "exp": 2e9})
+	return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(claims) + ".c2ln"
+}
+
+func tokOrEmpty(name string) string {
+	if name == "" {
+		return ""
+	}
+	return tok(name)
 }
 
 type fakeClock struct {
@@ -115,7 +137,7 @@ func TestTokenReviewVerdicts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, cs := newFakeAPI()
 			tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
-			id, err := tr.Authenticate(context.Background(), tc.token)
+			id, err := tr.Authenticate(context.Background(), tokOrEmpty(tc.token))
 			if tc.want != nil {
 				require.ErrorIs(t, err, tc.want)
 				return
@@ -136,7 +158,7 @@ func TestTokenReviewChecksStatusAudiences(t *testing.T) {
 		return true, tr, nil
 	})
 	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
-	_, err := tr.Authenticate(context.Background(), "any")
+	_, err := tr.Authenticate(context.Background(), tok("any"))
 	require.ErrorIs(t, err, ErrUnauthenticated)
 	assert.Contains(t, err.Error(), "audience")
 }
@@ -148,25 +170,25 @@ func TestTokenReviewCache(t *testing.T) {
 	ctx := context.Background()
 
 	for range 5 {
-		_, err := tr.Authenticate(ctx, "agent-token")
+		_, err := tr.Authenticate(ctx, tok("agent-token"))
 		require.NoError(t, err)
 	}
 	assert.EqualValues(t, 1, api.calls.Load(), "positive answer cached")
 
 	clk.Add(59 * time.Second)
-	_, _ = tr.Authenticate(ctx, "agent-token")
+	_, _ = tr.Authenticate(ctx, tok("agent-token"))
 	assert.EqualValues(t, 1, api.calls.Load(), "still inside the TTL")
 	clk.Add(2 * time.Second)
-	_, _ = tr.Authenticate(ctx, "agent-token")
+	_, _ = tr.Authenticate(ctx, tok("agent-token"))
 	assert.EqualValues(t, 2, api.calls.Load(), "reviewed again after the TTL")
 
 	for range 3 {
-		_, err := tr.Authenticate(ctx, "other-sa")
+		_, err := tr.Authenticate(ctx, tok("other-sa"))
 		require.ErrorIs(t, err, ErrForbidden)
 	}
 	assert.EqualValues(t, 3, api.calls.Load(), "negative answer cached briefly")
 	clk.Add(6 * time.Second)
-	_, err := tr.Authenticate(ctx, "other-sa")
+	_, err := tr.Authenticate(ctx, tok("other-sa"))
 	require.ErrorIs(t, err, ErrForbidden)
 	assert.EqualValues(t, 4, api.calls.Load(), "negative answer expires after NegativeTTL")
 
@@ -179,11 +201,11 @@ func TestTokenReviewFailureIsNotCached(t *testing.T) {
 	api, cs := newFakeAPI()
 	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
 	api.fail.Store(true)
-	_, err := tr.Authenticate(context.Background(), "agent-token")
+	_, err := tr.Authenticate(context.Background(), tok("agent-token"))
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrForbidden), "an outage is not a verdict: %v", err)
 	api.fail.Store(false)
-	_, err = tr.Authenticate(context.Background(), "agent-token")
+	_, err = tr.Authenticate(context.Background(), tok("agent-token"))
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, api.calls.Load())
 }
@@ -191,22 +213,22 @@ func TestTokenReviewFailureIsNotCached(t *testing.T) {
 func TestTokenReviewCacheBounded(t *testing.T) {
 	api, cs := newFakeAPI()
 	for i := range 10 {
-		api.tokens[fmt.Sprint("tok", i)] = struct {
+		api.tokens[tok(fmt.Sprint("tok", i))] = struct {
 			user      string
 			audiences []string
 		}{"system:serviceaccount:xosprobe:xosprobe-agent", []string{"xosprobe-aggregator"}}
 	}
 	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
 	for i := range 10 {
-		_, err := tr.Authenticate(context.Background(), fmt.Sprint("tok", i))
+		_, err := tr.Authenticate(context.Background(), tok(fmt.Sprint("tok", i)))
 		require.NoError(t, err)
 	}
-	assert.Equal(t, 4, tr.lru.Len())
-	assert.Len(t, tr.entries, 4)
+	assert.Equal(t, 4, tr.admitted.order.Len())
+	assert.Len(t, tr.admitted.entries, 4)
 	// The most recent ones survive.
-	_, _ = tr.Authenticate(context.Background(), "tok9")
+	_, _ = tr.Authenticate(context.Background(), tok("tok9"))
 	assert.EqualValues(t, 10, api.calls.Load())
-	_, _ = tr.Authenticate(context.Background(), "tok0")
+	_, _ = tr.Authenticate(context.Background(), tok("tok0"))
 	assert.EqualValues(t, 11, api.calls.Load())
 }
 
@@ -219,7 +241,7 @@ func TestTokenReviewConcurrentCallsShareOneReview(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			_, err := tr.Authenticate(context.Background(), "agent-token")
+			_, err := tr.Authenticate(context.Background(), tok("agent-token"))
 			assert.NoError(t, err)
 		})
 	}
@@ -235,7 +257,7 @@ func TestTokenExpiryShortensCache(t *testing.T) {
 	payload := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"exp":%d,"aud":["xosprobe-aggregator"]}`, int64(1e9+10)))
 	jwt := "eyJhbGciOiJSUzI1NiJ9." + payload + ".sig"
 	api, cs := newFakeAPI()
-	api.tokens[jwt] = api.tokens["agent-token"]
+	api.tokens[jwt] = api.tokens[tok("agent-token")]
 	tr := newReview(t, cs, clk)
 	_, err := tr.Authenticate(context.Background(), jwt)
 	require.NoError(t, err)
@@ -299,4 +321,62 @@ func TestBearerToken(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
 	}
+}
+
+// Refused tokens live in a cache of their own: any number of distinct bogus
+// tokens cannot evict an admitted one, which keeps being answered without
+// a review.
+func TestBogusTokensCannotEvictAdmittedOnes(t *testing.T) {
+	api, cs := newFakeAPI()
+	tr := newReview(t, cs, &fakeClock{t: time.Unix(1e9, 0)})
+	ctx := context.Background()
+	_, err := tr.Authenticate(ctx, tok("agent-token"))
+	require.NoError(t, err)
+	for i := range 2000 {
+		_, err := tr.Authenticate(ctx, tok(fmt.Sprint("forged-", i)))
+		require.ErrorIs(t, err, ErrUnauthenticated)
+	}
+	calls := api.calls.Load()
+	_, err = tr.Authenticate(ctx, tok("agent-token"))
+	require.NoError(t, err)
+	assert.Equal(t, calls, api.calls.Load(), "the admitted token was evicted by bogus ones")
+	assert.True(t, tr.Known(tok("agent-token")))
+	assert.False(t, tr.Known(tok("forged-1")))
+}
+
+// What cannot be a projected token for the audience is refused without a
+// review: the API server never sees a flood of it.
+func TestImplausibleTokensAreRefusedWithoutAReview(t *testing.T) {
+	api, cs := newFakeAPI()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	tr := newReview(t, cs, clk)
+	claims := func(c string) string {
+		return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(c)) + ".c2ln"
+	}
+	for name, tc := range map[string]struct{ token, why string }{
+		"not a JWT":         {"garbage", "not a JWT"},
+		"payload not JSON":  {"a." + base64.RawURLEncoding.EncodeToString([]byte("x")) + ".c", "not a JSON object"},
+		"too long":          {tok(strings.Repeat("x", 9000)), "over the 8192-byte limit"},
+		"other audience":    {tok("agent-token", "https://kubernetes.default.svc"), `audience "xosprobe-aggregator" is not among`},
+		"no audience":       {claims(`{"sub":"x","exp":2000000000}`), "is not among its audiences []"},
+		"audience a string": {claims(`{"aud":"api","exp":2000000000}`), "[api]"},
+		"expired":           {claims(`{"aud":["xosprobe-aggregator"],"exp":999990000}`), "expired at 2001-09-08"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tr.Authenticate(context.Background(), tc.token)
+			require.ErrorIs(t, err, ErrUnauthenticated)
+			assert.Contains(t, err.Error(), tc.why)
+			assert.Contains(t, err.Error(), "refused without a review")
+		})
+	}
+	assert.Zero(t, api.calls.Load(), "an implausible token reached the API server")
+	assert.EqualValues(t, 7, tr.Refused())
+
+	// Claims never admit: a plausible token still needs the review's yes.
+	_, err := tr.Authenticate(context.Background(), claims(`{"aud":"xosprobe-aggregator","exp":2000000000}`))
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	assert.EqualValues(t, 1, api.calls.Load())
+	// A token just past its exp is still reviewed: the API server's clock decides.
+	_, _ = tr.Authenticate(context.Background(), claims(`{"aud":["xosprobe-aggregator"],"exp":999999990}`))
+	assert.EqualValues(t, 2, api.calls.Load())
 }

@@ -37,9 +37,16 @@ type TokenReviewConfig struct {
 	// this long (default 5 s): enough to absorb an agent's retry storm, short
 	// enough that a fixed RBAC or a freshly rotated token is seen quickly.
 	NegativeTTL time.Duration
-	// MaxEntries bounds the cache (default 16384: two tokens per agent of an
-	// 8,000-node cluster during rotation).
+	// MaxEntries bounds the cache of admitted tokens (default 16384: two
+	// tokens per agent of an 8,000-node cluster during rotation).
 	MaxEntries int
+	// MaxNegativeEntries bounds the cache of refused tokens (default 4096).
+	// It is a cache of its own: distinct bogus tokens, however many, evict
+	// only each other, never an agent's admitted token.
+	MaxNegativeEntries int
+	// MaxTokenBytes refuses longer tokens without a review (default 8 KiB;
+	// a projected ServiceAccount token is about 1 KiB).
+	MaxTokenBytes int
 	// Timeout of one TokenReview call (default 5 s).
 	Timeout time.Duration
 	// MaxConcurrent bounds TokenReview calls in flight (default 16), so a
@@ -60,10 +67,59 @@ type TokenReview struct {
 	inflight *semaphore.Weighted
 	hits     atomic.Uint64
 	misses   atomic.Uint64
+	refused  atomic.Uint64 // refused before a review (implausible tokens)
 	mu       sync.Mutex
-	entries  map[[sha256.Size]byte]*list.Element
-	lru      *list.List // of *cacheEntry, most recently used first
-	reviewer string     // for error messages
+	admitted lru    // admitted tokens
+	denied   lru    // definite noes
+	reviewer string // for error messages
+}
+
+// lru is a bounded cache of entries by token hash, most recently used first.
+type lru struct {
+	max     int
+	entries map[[sha256.Size]byte]*list.Element
+	order   *list.List // of *cacheEntry
+}
+
+func newLRU(max int) lru {
+	return lru{max: max, entries: map[[sha256.Size]byte]*list.Element{}, order: list.New()}
+}
+
+// get returns the entry for key unless it expired at now (then it is dropped).
+func (c *lru) get(key [sha256.Size]byte, now time.Time) (*cacheEntry, bool) {
+	el, ok := c.entries[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !now.Before(e.expires) {
+		c.order.Remove(el)
+		delete(c.entries, key)
+		return nil, false
+	}
+	c.order.MoveToFront(el)
+	return e, true
+}
+
+func (c *lru) put(e *cacheEntry) {
+	if el, ok := c.entries[e.key]; ok {
+		el.Value = e
+		c.order.MoveToFront(el)
+		return
+	}
+	for c.order.Len() >= c.max {
+		old := c.order.Back()
+		c.order.Remove(old)
+		delete(c.entries, old.Value.(*cacheEntry).key)
+	}
+	c.entries[e.key] = c.order.PushFront(e)
+}
+
+func (c *lru) remove(key [sha256.Size]byte) {
+	if el, ok := c.entries[key]; ok {
+		c.order.Remove(el)
+		delete(c.entries, key)
+	}
 }
 
 type cacheEntry struct {
@@ -88,7 +144,7 @@ func NewTokenReview(client authv1client.TokenReviewInterface, cfg TokenReviewCon
 	if len(cfg.ServiceAccounts) == 0 {
 		return nil, errors.New("auth: TokenReview needs the agents' ServiceAccount")
 	}
-	tr := &TokenReview{client: client, entries: map[[sha256.Size]byte]*list.Element{}, lru: list.New()}
+	tr := &TokenReview{client: client}
 	for _, sa := range cfg.ServiceAccounts {
 		ns, name, ok := strings.Cut(sa, ":")
 		if !ok || ns == "" || name == "" || strings.Contains(name, ":") {
@@ -105,6 +161,13 @@ func NewTokenReview(client authv1client.TokenReviewInterface, cfg TokenReviewCon
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = 16384
 	}
+	if cfg.MaxNegativeEntries <= 0 {
+		cfg.MaxNegativeEntries = 4096
+	}
+	if cfg.MaxTokenBytes <= 0 {
+		cfg.MaxTokenBytes = 8 << 10
+	}
+	tr.admitted, tr.denied = newLRU(cfg.MaxEntries), newLRU(cfg.MaxNegativeEntries)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
@@ -126,7 +189,22 @@ func (tr *TokenReview) CacheStats() (hits, misses uint64) {
 	return tr.hits.Load(), tr.misses.Load()
 }
 
-// Authenticate answers from the cache or asks the API server.
+// Refused returns how many tokens were refused without a review.
+func (tr *TokenReview) Refused() uint64 { return tr.refused.Load() }
+
+// Known reports whether token is admitted from the cache right now, without
+// a review: a source over its failure budget is still let through with it.
+func (tr *TokenReview) Known(token string) bool {
+	key := sha256.Sum256([]byte(token))
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	_, ok := tr.admitted.get(key, tr.cfg.Now())
+	return ok
+}
+
+// Authenticate answers from the cache or asks the API server. A token that
+// cannot be a valid projected token for the audience is refused before any
+// review: its unverified claims may refuse it, never admit it.
 func (tr *TokenReview) Authenticate(ctx context.Context, token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, ErrNoToken
@@ -135,6 +213,10 @@ func (tr *TokenReview) Authenticate(ctx context.Context, token string) (Identity
 	if e, ok := tr.lookup(key); ok {
 		tr.hits.Add(1)
 		return e.id, e.err
+	}
+	if err := tr.implausible(token); err != nil {
+		tr.refused.Add(1)
+		return Identity{}, fmt.Errorf("%w: refused without a review: %w", ErrUnauthenticated, err)
 	}
 	// Concurrent batches of one agent share one review. The call is detached
 	// from the first caller's context so its cancellation does not fail the others.
@@ -198,34 +280,68 @@ func (tr *TokenReview) review(ctx context.Context, token string) (*cacheEntry, e
 func (tr *TokenReview) lookup(key [sha256.Size]byte) (*cacheEntry, bool) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	el, ok := tr.entries[key]
-	if !ok {
-		return nil, false
+	now := tr.cfg.Now()
+	if e, ok := tr.admitted.get(key, now); ok {
+		return e, true
 	}
-	e := el.Value.(*cacheEntry)
-	if !tr.cfg.Now().Before(e.expires) {
-		tr.lru.Remove(el)
-		delete(tr.entries, key)
-		return nil, false
-	}
-	tr.lru.MoveToFront(el)
-	return e, true
+	return tr.denied.get(key, now)
 }
 
 func (tr *TokenReview) store(e *cacheEntry) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if el, ok := tr.entries[e.key]; ok {
-		el.Value = e
-		tr.lru.MoveToFront(el)
+	if e.err == nil {
+		tr.denied.remove(e.key)
+		tr.admitted.put(e)
 		return
 	}
-	for tr.lru.Len() >= tr.cfg.MaxEntries {
-		old := tr.lru.Back()
-		tr.lru.Remove(old)
-		delete(tr.entries, old.Value.(*cacheEntry).key)
+	tr.admitted.remove(e.key)
+	tr.denied.put(e)
+}
+
+// expirySkew is how far past its exp claim a token is still sent for
+// review: the API server's clock may be behind ours.
+const expirySkew = time.Minute
+
+// implausible says why token cannot be a projected ServiceAccount token
+// valid for the audience now, from its size and its unverified JWT claims;
+// nil when only a review can tell.
+func (tr *TokenReview) implausible(token string) error {
+	if len(token) > tr.cfg.MaxTokenBytes {
+		return fmt.Errorf("token of %d bytes, over the %d-byte limit", len(token), tr.cfg.MaxTokenBytes)
 	}
-	tr.entries[e.key] = tr.lru.PushFront(e)
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return errors.New("not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return errors.New("not a JWT: the payload is not base64url")
+	}
+	var claims struct {
+		Aud json.RawMessage `json:"aud"`
+		Exp *float64        `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return errors.New("not a JWT: the payload is not a JSON object")
+	}
+	// aud is a string or a list of strings (RFC 7519 section 4.1.3).
+	var auds []string
+	if len(claims.Aud) > 0 {
+		var one string
+		if json.Unmarshal(claims.Aud, &one) == nil {
+			auds = []string{one}
+		} else if json.Unmarshal(claims.Aud, &auds) != nil {
+			return errors.New("its aud claim is neither a string nor a list of strings")
+		}
+	}
+	if !slices.Contains(auds, tr.cfg.Audience) {
+		return fmt.Errorf("audience %q is not among its audiences %v", tr.cfg.Audience, auds)
+	}
+	if claims.Exp != nil && time.Unix(int64(*claims.Exp), 0).Add(expirySkew).Before(tr.cfg.Now()) {
+		return fmt.Errorf("expired at %s", time.Unix(int64(*claims.Exp), 0).UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // tokenExpiry reads the exp claim of a JWT without verifying it. It only
