@@ -59,6 +59,13 @@ type Config struct {
 	Stats           stats.Config
 
 	MaxBodyBytes int64 // per batch; default 8 MiB
+	// MaxIngestBytes bounds the body bytes being read at once (declared
+	// lengths, reserved as reading starts); default 32 batches of
+	// MaxBodyBytes. MaxIngestBytesPerSource bounds one source address;
+	// default 2 x MaxBodyBytes. Beyond them a request gets 503 or 429 with
+	// Retry-After, and the agent retries.
+	MaxIngestBytes          int64
+	MaxIngestBytesPerSource int64
 	// DedupTTL is how long a batch ID is remembered; default the sketches'
 	// retention, beyond which a retried batch could not be counted anyway.
 	DedupTTL    time.Duration
@@ -136,6 +143,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 8 << 20
+	}
+	if c.MaxIngestBytes <= 0 {
+		c.MaxIngestBytes = 32 * c.MaxBodyBytes
+	}
+	if c.MaxIngestBytesPerSource <= 0 {
+		c.MaxIngestBytesPerSource = 2 * c.MaxBodyBytes
 	}
 	if c.DedupMaxIDs <= 0 {
 		c.DedupMaxIDs = 1 << 24

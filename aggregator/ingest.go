@@ -158,9 +158,26 @@ func (s *Server) readBatchBody(w http.ResponseWriter, r *http.Request, contentTy
 		httpError(w, http.StatusRequestEntityTooLarge, "batch of %d bytes is over the %d-byte limit: split it", r.ContentLength, limit)
 		return nil, batchTooLarge, false
 	}
-	size := 64 << 10
-	if r.ContentLength > 0 {
-		size = int(r.ContentLength)
+	reserve := limit
+	if r.ContentLength >= 0 {
+		reserve = r.ContentLength
+	}
+	release, refused := s.ingestBudget.take(sourceAddr(r.RemoteAddr), reserve)
+	if refused != "" {
+		w.Header().Set("Retry-After", "1")
+		if refused == "source" {
+			httpError(w, http.StatusTooManyRequests, "this source has %d bytes of bodies being read already: send one batch at a time", s.cfg.MaxIngestBytesPerSource)
+		} else {
+			httpError(w, http.StatusServiceUnavailable, "%d bytes of bodies being read already: retry", s.cfg.MaxIngestBytes)
+		}
+		return nil, batchUnavailable, false
+	}
+	defer release()
+	// The buffer grows as the body arrives: a declared length is not memory
+	// until its bytes come (ReadTimeout ends a body that never does).
+	size := int64(64 << 10)
+	if r.ContentLength >= 0 {
+		size = min(size, r.ContentLength)
 	}
 	buf := make([]byte, 0, size+1) // +1: ReadAll's final read sees EOF without growing
 	body, err := readAllInto(buf, http.MaxBytesReader(w, r.Body, limit))

@@ -22,6 +22,7 @@ import (
 type Server struct {
 	cfg          Config
 	authFailures *authFailures // per source address
+	ingestBudget *ingestBudget // body bytes being read
 	log          *slog.Logger
 	now          func() time.Time
 	store        *stats.Store
@@ -79,6 +80,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:          cfg,
 		authFailures: newAuthFailures(cfg.AuthFailureEvery, cfg.AuthFailureBurst, cfg.AuthFailureSources),
+		ingestBudget: newIngestBudget(cfg.MaxIngestBytes, cfg.MaxIngestBytesPerSource),
 		log:          cfg.Log,
 		now:          cfg.Now,
 		store:        store,
