@@ -67,6 +67,7 @@ func TestIngestBudgetBoundsBodiesInFlight(t *testing.T) {
 	c := slowBody(t, s.URL, "127.0.0.2", mib)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	require.NoError(t, err)
+	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
 
