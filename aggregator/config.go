@@ -66,6 +66,9 @@ type Config struct {
 	// Retry-After, and the agent retries.
 	MaxIngestBytes          int64
 	MaxIngestBytesPerSource int64
+	// MaxMatrixInFlight bounds the /matrix documents built at once; more get
+	// 503 with Retry-After. Default 2.
+	MaxMatrixInFlight int
 	// DedupTTL is how long a batch ID is remembered; default the sketches'
 	// retention, beyond which a retried batch could not be counted anyway.
 	DedupTTL    time.Duration
@@ -143,6 +146,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 8 << 20
+	}
+	if c.MaxMatrixInFlight <= 0 {
+		c.MaxMatrixInFlight = 2
 	}
 	if c.MaxIngestBytes <= 0 {
 		c.MaxIngestBytes = 32 * c.MaxBodyBytes

@@ -92,10 +92,12 @@ func (s *Server) addCells(m *matrix.Matrix, check string) {
 	var picked []entry
 	s.state.mu.Lock()
 	for k, c := range s.state.cells {
-		nodes[k.src] = oses[c.srcOS]
-		nodes[k.dst] = oses[c.dstOS]
+		// Only what the query selects: a one-check document lists the
+		// nodes of that check's cells.
 		if check == "" || int(k.check) == ci {
 			picked = append(picked, entry{k, c})
+			nodes[k.src] = oses[c.srcOS]
+			nodes[k.dst] = oses[c.dstOS]
 		}
 	}
 	s.state.mu.Unlock()
@@ -124,6 +126,16 @@ func (s *Server) addCells(m *matrix.Matrix, check string) {
 }
 
 func (s *Server) handleMatrix(w http.ResponseWriter, r *http.Request) {
+	// A full document of a large cluster is tens of MB while it is built and
+	// written: only a couple at once, the rest told to retry.
+	select {
+	case s.matrixSlots <- struct{}{}:
+		defer func() { <-s.matrixSlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, "%d /matrix documents are being built already: retry", cap(s.matrixSlots))
+		return
+	}
 	q := r.URL.Query()
 	withCells := true
 	if v := q.Get("cells"); v != "" {

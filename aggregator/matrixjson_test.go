@@ -76,7 +76,21 @@ func TestMatrixEndpoint(t *testing.T) {
 
 	_, m, _ = getMatrix(t, s.URL, "?check=http")
 	assert.Empty(t, m.Cells)
+	assert.Empty(t, m.Nodes, "only what the query selects: no http cells, no nodes")
+	_, m, _ = getMatrix(t, s.URL, "?check=tcp")
+	assert.Len(t, m.Cells, 3)
 	assert.Len(t, m.Nodes, 3)
+
+	// Two documents are built at once at most; a third is told to retry.
+	s.matrixSlots <- struct{}{}
+	s.matrixSlots <- struct{}{}
+	code, _, raw = getMatrix(t, s.URL, "")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, raw, "retry")
+	<-s.matrixSlots
+	code, _, _ = getMatrix(t, s.URL, "")
+	assert.Equal(t, http.StatusOK, code)
+	<-s.matrixSlots
 	_, m, _ = getMatrix(t, s.URL, "?cells=false")
 	assert.Empty(t, m.Cells)
 	assert.Empty(t, m.Nodes)

@@ -23,6 +23,7 @@ type Server struct {
 	cfg          Config
 	authFailures *authFailures // per source address
 	ingestBudget *ingestBudget // body bytes being read
+	matrixSlots  chan struct{} // /matrix documents being built
 	log          *slog.Logger
 	now          func() time.Time
 	store        *stats.Store
@@ -81,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:          cfg,
 		authFailures: newAuthFailures(cfg.AuthFailureEvery, cfg.AuthFailureBurst, cfg.AuthFailureSources),
 		ingestBudget: newIngestBudget(cfg.MaxIngestBytes, cfg.MaxIngestBytesPerSource),
+		matrixSlots:  make(chan struct{}, cfg.MaxMatrixInFlight),
 		log:          cfg.Log,
 		now:          cfg.Now,
 		store:        store,
