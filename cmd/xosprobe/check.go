@@ -224,8 +224,8 @@ type checkStep struct {
 	To     string      `json:"to,omitempty"` // the destination, when the run covers several
 	Status string      `json:"status"`       // pass, fail, inconclusive, skipped
 	Why    string      `json:"why,omitempty"`
-	// Result is the run shown: the only one, or with --count the first that
-	// did not pass (else the last).
+	// Result is the run shown: the only one, or with --count the first of
+	// the worst verdict (the last when all passed).
 	Result *probe.Result `json:"result,omitempty"`
 	// With --count: how many runs passed, and each phase's spread.
 	Runs   int          `json:"runs,omitempty"`
@@ -292,12 +292,12 @@ func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
 		return nil, errors.New("taking targets from the cluster needs --namespace and --node ($POD_NAMESPACE, $NODE_NAME in an agent pod)")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// One list of what the informers need first: an API server that cannot
-	// be reached, or RBAC that forbids it, fails here within seconds with
-	// the API's own words, not after the informers' sync timeout.
 	if err := cfg.kube.validate(cfg.node, cfg.namespace, cfg.pod); err != nil {
 		return nil, err
 	}
+	// One list of what the informers need first: an API server that cannot
+	// be reached, or RBAC that forbids it, fails here within seconds with
+	// the API's own words, not after the informers' sync timeout.
 	if err := cfg.preflight(ctx); err != nil {
 		return nil, err
 	}
