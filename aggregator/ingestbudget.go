@@ -15,8 +15,8 @@ type ingestBudget struct {
 	bySource map[string]int64
 }
 
-func newIngestBudget(max, perSource int64) *ingestBudget {
-	return &ingestBudget{max: max, perSource: perSource, bySource: map[string]int64{}}
+func newIngestBudget(total, perSource int64) *ingestBudget {
+	return &ingestBudget{max: total, perSource: perSource, bySource: map[string]int64{}}
 }
 
 // take reserves n bytes for src. It returns the release func, or which

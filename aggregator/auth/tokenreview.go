@@ -81,8 +81,8 @@ type lru struct {
 	order   *list.List // of *cacheEntry
 }
 
-func newLRU(max int) lru {
-	return lru{max: max, entries: map[[sha256.Size]byte]*list.Element{}, order: list.New()}
+func newLRU(size int) lru {
+	return lru{max: size, entries: map[[sha256.Size]byte]*list.Element{}, order: list.New()}
 }
 
 // get returns the entry for key unless it expired at now (then it is dropped).
