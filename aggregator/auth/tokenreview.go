@@ -310,57 +310,64 @@ func (tr *TokenReview) implausible(token string) error {
 	if len(token) > tr.cfg.MaxTokenBytes {
 		return fmt.Errorf("token of %d bytes, over the %d-byte limit", len(token), tr.cfg.MaxTokenBytes)
 	}
+	c, err := readClaims(token)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(c.aud, tr.cfg.Audience) {
+		return fmt.Errorf("audience %q is not among its audiences %v", tr.cfg.Audience, c.aud)
+	}
+	if !c.exp.IsZero() && c.exp.Add(expirySkew).Before(tr.cfg.Now()) {
+		return fmt.Errorf("expired at %s", c.exp.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// claims are the unverified JWT claims the authenticator reads: they may
+// refuse a token or shorten its cache entry, never admit it.
+type claims struct {
+	aud []string
+	exp time.Time // zero without a usable exp
+}
+
+// readClaims decodes a JWT's payload without verifying its signature.
+func readClaims(token string) (claims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return errors.New("not a JWT")
+		return claims{}, errors.New("not a JWT")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return errors.New("not a JWT: the payload is not base64url")
+		return claims{}, errors.New("not a JWT: the payload is not base64url")
 	}
-	var claims struct {
+	var raw struct {
 		Aud json.RawMessage `json:"aud"`
-		Exp *float64        `json:"exp"`
+		Exp json.RawMessage `json:"exp"`
 	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return errors.New("not a JWT: the payload is not a JSON object")
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return claims{}, errors.New("not a JWT: the payload is not a JSON object")
 	}
+	var c claims
 	// aud is a string or a list of strings (RFC 7519 section 4.1.3).
-	var auds []string
-	if len(claims.Aud) > 0 {
+	if len(raw.Aud) > 0 {
 		var one string
-		if json.Unmarshal(claims.Aud, &one) == nil {
-			auds = []string{one}
-		} else if json.Unmarshal(claims.Aud, &auds) != nil {
-			return errors.New("its aud claim is neither a string nor a list of strings")
+		if json.Unmarshal(raw.Aud, &one) == nil {
+			c.aud = []string{one}
+		} else if json.Unmarshal(raw.Aud, &c.aud) != nil {
+			return claims{}, errors.New("its aud claim is neither a string nor a list of strings")
 		}
 	}
-	if !slices.Contains(auds, tr.cfg.Audience) {
-		return fmt.Errorf("audience %q is not among its audiences %v", tr.cfg.Audience, auds)
+	var exp float64
+	if json.Unmarshal(raw.Exp, &exp) == nil && exp > 0 && exp <= 1e12 {
+		c.exp = time.Unix(int64(exp), 0)
 	}
-	if claims.Exp != nil && time.Unix(int64(*claims.Exp), 0).Add(expirySkew).Before(tr.cfg.Now()) {
-		return fmt.Errorf("expired at %s", time.Unix(int64(*claims.Exp), 0).UTC().Format(time.RFC3339))
-	}
-	return nil
+	return c, nil
 }
 
 // tokenExpiry reads the exp claim of a JWT without verifying it. It only
 // ever shortens a cache entry (TokenReview has already vouched for the
 // token), so an unverified value cannot extend anything.
 func tokenExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil || *claims.Exp <= 0 || *claims.Exp > 1e12 {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(*claims.Exp), 0), true
+	c, err := readClaims(token)
+	return c.exp, err == nil && !c.exp.IsZero()
 }
