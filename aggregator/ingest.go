@@ -111,7 +111,7 @@ func writeIngestResponse(w http.ResponseWriter, b *wire.Batch, out applied, dup 
 // fails: 401 for a missing or invalid token (WWW-Authenticate says which),
 // 403 for a valid identity that is not allowed, 503 when it cannot decide.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, a auth.Authenticator) (string, bool) {
-	src, now := sourceAddr(r.RemoteAddr), s.cfg.Now()
+	src, now := sourceAddr(r.RemoteAddr), s.now()
 	tok, err := auth.BearerToken(r)
 	if err == nil && s.authFailures.spent(src, now) {
 		if k, ok := a.(interface{ Known(string) bool }); !ok || !k.Known(tok) {
