@@ -235,12 +235,11 @@ type checkStep struct {
 
 // phaseStats is one phase over the runs of a step.
 type phaseStats struct {
-	Phase         probe.Phase   `json:"phase"`
-	N             int           `json:"n"`
-	Min, P50, Max time.Duration `json:"-"`
-	MinMs         float64       `json:"minMs"`
-	P50Ms         float64       `json:"p50Ms"`
-	MaxMs         float64       `json:"maxMs"`
+	Phase probe.Phase `json:"phase"`
+	N     int         `json:"n"`
+	MinMs float64     `json:"minMs"`
+	P50Ms float64     `json:"p50Ms"`
+	MaxMs float64     `json:"maxMs"`
 }
 
 // step is one planned run: a check, its target, or why it is skipped.
@@ -288,9 +287,6 @@ func (cfg checkConfig) flagPlan() []step {
 // clusterPlan discovers the agents and probe Services and plans the six steps
 // toward one agent (and the Service) of each OS.
 func (cfg checkConfig) clusterPlan(ctx context.Context) ([]step, error) {
-	if cfg.namespace == "" || cfg.node == "" {
-		return nil, errors.New("taking targets from the cluster needs --namespace and --node ($POD_NAMESPACE, $NODE_NAME in an agent pod)")
-	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := cfg.kube.validate(cfg.node, cfg.namespace, cfg.pod); err != nil {
 		return nil, err
@@ -449,6 +445,10 @@ func runStep(ctx context.Context, p *probe.Prober, cfg checkConfig, s step) chec
 	byPhase := map[probe.Phase][]time.Duration{}
 	var order []probe.Phase
 	rank := map[string]int{"pass": 0, "inconclusive": 1, "fail": 2}
+	run := p.Func
+	if cfg.runFunc != nil {
+		run = cfg.runFunc
+	}
 	runs := max(cfg.count, 1)
 	for i := range runs {
 		sctx, cancel := context.WithTimeout(ctx, cfg.timeout)
@@ -459,10 +459,6 @@ func runStep(ctx context.Context, p *probe.Prober, cfg checkConfig, s step) chec
 				fmt.Fprintf(cfg.progress, "  %s%s: still waiting after %s (deadline %s)...\n", prefix(s.to), s.check, after, cfg.timeout)
 			}
 		})
-		run := p.Func
-		if cfg.runFunc != nil {
-			run = cfg.runFunc
-		}
 		r := run(s.check)(sctx, s.target)
 		if !slow.Stop() {
 			<-announced // the line is out before the table
@@ -491,9 +487,9 @@ func runStep(ctx context.Context, p *probe.Prober, cfg checkConfig, s step) chec
 		for _, ph := range order {
 			ds := byPhase[ph]
 			slices.Sort(ds)
-			ps := phaseStats{Phase: ph, N: len(ds), Min: ds[0], P50: ds[(len(ds)-1)/2], Max: ds[len(ds)-1]}
-			ps.MinMs, ps.P50Ms, ps.MaxMs = ps.Min.Seconds()*1e3, ps.P50.Seconds()*1e3, ps.Max.Seconds()*1e3
-			st.Stats = append(st.Stats, ps)
+			msOf := func(d time.Duration) float64 { return d.Seconds() * 1e3 }
+			st.Stats = append(st.Stats, phaseStats{Phase: ph, N: len(ds),
+				MinMs: msOf(ds[0]), P50Ms: msOf(ds[(len(ds)-1)/2]), MaxMs: msOf(ds[len(ds)-1])})
 		}
 		if st.Status != "pass" {
 			st.Why = fmt.Sprintf("%d of %d runs passed; %s", st.Passed, runs, st.Why)
@@ -660,7 +656,7 @@ func timings(phases []probe.PhaseDuration) string {
 func spreads(stats []phaseStats) string {
 	parts := make([]string, 0, len(stats))
 	for _, p := range stats {
-		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s", p.Phase, ms(p.Min), ms(p.P50), ms(p.Max)))
+		parts = append(parts, fmt.Sprintf("%s=%.3f/%.3f/%.3f", p.Phase, p.MinMs, p.P50Ms, p.MaxMs))
 	}
 	if len(parts) == 0 {
 		return "-"
