@@ -86,22 +86,21 @@ func TestShippedInstall(t *testing.T) {
 	c := startKubeletCluster(t, ctx, cluster.Config{NetworkPolicy: true, Workloads: true, CPUs: cpusByOS()},
 		"kube-scheduler", "kubectl", "prometheus")
 	bin := binDir(t)
-	kubectl := func(ctx context.Context, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	// An operator's client, run from the work tree against the box's apiserver.
+	client := func(binary string, env ...string) func(ctx context.Context, args ...string) (string, error) {
+		return func(ctx context.Context, args ...string) (string, error) {
+			cmd := exec.CommandContext(ctx, binary, append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), env...)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
 	}
-	// helm: Helm v4 (make e2e builds bin/helm from test/chart's tool
-	// directive), its configuration and cache in the test's work directory.
-	helm := func(ctx context.Context, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, helmBin, append([]string{"--kubeconfig", c.CP.Kubeconfig}, args...)...)
-		cmd.Dir = root
-		home := filepath.Join(c.WorkDir(), "helm")
-		cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+home+"/config", "HELM_CACHE_HOME="+home+"/cache", "HELM_DATA_HOME="+home+"/data")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	kubectl := client(filepath.Join(bin, "kubectl"))
+	// Helm v4 (make e2e builds bin/helm from test/chart's tool directive),
+	// its configuration and cache in the test's work directory.
+	home := filepath.Join(c.WorkDir(), "helm")
+	helm := client(helmBin, "HELM_CONFIG_HOME="+home+"/config", "HELM_CACHE_HOME="+home+"/cache", "HELM_DATA_HOME="+home+"/data")
 	res := &results{}
 	defer func() {
 		t.Logf("\n== shipped install summary ==\n%s", strings.Join(res.Lines(), "\n"))
