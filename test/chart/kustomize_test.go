@@ -30,14 +30,14 @@ func generatedFiles(t *testing.T) map[string][]doc {
 	t.Helper()
 	files := map[string][]doc{}
 	for _, d := range render(t, kustomizeValues...) {
-		files[filepath.Join("manifests", "base", d.Source)] = append(files[filepath.Join("manifests", "base", d.Source)], d)
+		path := filepath.Join("manifests", "base", d.Source)
+		files[path] = append(files[path], d)
 	}
+	operatorFiles := map[any]string{"PodMonitor": "podmonitors.yaml", "PrometheusRule": "prometheusrule.yaml"}
 	for _, d := range render(t, operatorValues...) {
-		switch d.Obj["kind"] {
-		case "PodMonitor":
-			files["manifests/prometheus-operator/podmonitors.yaml"] = append(files["manifests/prometheus-operator/podmonitors.yaml"], d)
-		case "PrometheusRule":
-			files["manifests/prometheus-operator/prometheusrule.yaml"] = append(files["manifests/prometheus-operator/prometheusrule.yaml"], d)
+		if name, ok := operatorFiles[d.Obj["kind"]]; ok {
+			path := filepath.Join("manifests", "prometheus-operator", name)
+			files[path] = append(files[path], d)
 		}
 	}
 	return files
